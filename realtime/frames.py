@@ -1,0 +1,54 @@
+"""Typed records that flow through the live loop: capture -> segment -> transcribe -> extract -> fuse -> publish."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SAMPLE_RATE_HZ = 16_000
+
+
+@dataclass(frozen=True, slots=True)
+class AudioChunk:
+    """Mono float32 samples in [-1, 1] at 16 kHz; `start_s` is stream time of the first sample."""
+
+    samples: np.ndarray
+    start_s: float
+
+    @property
+    def end_s(self) -> float:
+        return self.start_s + len(self.samples) / SAMPLE_RATE_HZ
+
+
+@dataclass(frozen=True, slots=True)
+class VideoFrame:
+    """One RGB uint8 frame (H, W, 3) shown at stream time `time_s`."""
+
+    rgb: np.ndarray
+    time_s: float
+
+
+@dataclass(slots=True)
+class SpeechSegment:
+    """One utterance cut by the VAD, with the video frames that fall inside it."""
+
+    segment_id: int
+    start_s: float
+    end_s: float
+    samples: np.ndarray
+    frames: list[VideoFrame] = field(default_factory=list)
+    forced_split: bool = False
+    """True when the segment was cut at the maximum utterance length, not at a pause."""
+    vad_ms: float = 0.0
+    """VAD compute time spent on this segment's audio."""
+    cut_monotonic_s: float = 0.0
+    """time.monotonic() when the VAD closed the segment; the origin of `segment_to_publish`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    text: str
+    language: str
+    no_speech_prob: float
+    asr_ms: float

@@ -1,0 +1,104 @@
+"""The published record of one utterance (`EmotionResult`), its JSON form (schema 1) and its console line."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+SCHEMA_VERSION = 1
+MODALITIES = ("text", "audio", "visual")
+
+
+def utc_now_iso() -> str:
+    """Wall-clock time as ISO 8601 with an explicit UTC offset and millisecond precision."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass(slots=True)
+class StageTimings:
+    """Per-utterance cost of each stage, in milliseconds."""
+
+    vad: float = 0.0
+    """VAD compute spent on this utterance's audio."""
+    asr: float = 0.0
+    """Whisper transcription of the utterance."""
+    features: float = 0.0
+    """Text, audio and visual feature extraction in the recognizer."""
+    fusion: float = 0.0
+    """M2FNet context encoders, fusion and classifier."""
+    segment_to_publish: float = 0.0
+    """From the VAD closing the segment until the result is handed to the sinks (MQTT, console, JSONL)."""
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "vad": round(self.vad, 2),
+            "asr": round(self.asr, 2),
+            "features": round(self.features, 2),
+            "fusion": round(self.fusion, 2),
+            "segment_to_publish": round(self.segment_to_publish, 2),
+        }
+
+
+@dataclass(slots=True)
+class EmotionResult:
+    """One recognised utterance of one stream, as published."""
+
+    stream_id: str
+    """Stable id of the stream; part of the MQTT topic."""
+    utterance_id: int
+    """Increases by one per published utterance of the stream, starting at 1."""
+    start_s: float
+    """Stream time of the utterance start, in seconds."""
+    end_s: float
+    """Stream time of the utterance end, in seconds."""
+    text: str
+    """Whisper transcript."""
+    emotion: str
+    """The most probable label."""
+    scores: dict[str, float]
+    """Probability per label, summing to 1."""
+    modalities: dict[str, bool]
+    """Which of text, audio and visual the recognizer actually used."""
+    model: str
+    """Id of the recognizer checkpoint."""
+    timings_ms: StageTimings = field(default_factory=StageTimings)
+    """Per-stage cost of this utterance."""
+    speaker: str | None = None
+    """Speaker label; None until speaker attribution exists."""
+    wall_time: str = field(default_factory=utc_now_iso)
+    """ISO 8601 wall-clock time when the result was made."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The schema-1 message, keys in the documented order."""
+        return {
+            "schema": SCHEMA_VERSION,
+            "stream_id": self.stream_id,
+            "utterance_id": self.utterance_id,
+            "start_s": round(self.start_s, 3),
+            "end_s": round(self.end_s, 3),
+            "wall_time": self.wall_time,
+            "speaker": self.speaker,
+            "text": self.text,
+            "emotion": self.emotion,
+            "scores": {label: round(float(p), 4) for label, p in self.scores.items()},
+            "modalities": {name: bool(self.modalities.get(name, False)) for name in MODALITIES},
+            "timings_ms": self.timings_ms.to_dict(),
+            "model": self.model,
+        }
+
+    def to_json(self) -> str:
+        """One line of JSON (no newline inside), UTF-8 text kept as is."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+
+def format_console_line(result: EmotionResult) -> str:
+    """One human-readable line, e.g. `[  3.10-  5.42] #2 joy     0.81 T+A  "Hello there."  (812 ms)`."""
+    used = "+".join(name[0].upper() for name in MODALITIES if result.modalities.get(name, False)) or "-"
+    confidence = result.scores.get(result.emotion, 0.0)
+    return (
+        f"[{result.start_s:7.2f}-{result.end_s:7.2f}] #{result.utterance_id} "
+        f"{result.emotion:<8} {confidence:.2f} {used:<5} {json.dumps(result.text, ensure_ascii=False)}"
+        f"  ({result.timings_ms.segment_to_publish:.0f} ms)"
+    )

@@ -1,0 +1,72 @@
+"""Counters and latency summaries of the live loop, shared by the pipeline, the CLI and the benchmark."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+LATENCY_WINDOW = 4096
+"""Samples kept per latency series. When full, the oldest sample is discarded (the window slides):
+percentiles describe the most recent samples, while `count` and `total_ms` stay exact."""
+
+
+@dataclass(slots=True)
+class LatencyStats:
+    """A bounded window of durations in milliseconds, with exact count and total."""
+
+    count: int = 0
+    total_ms: float = 0.0
+    recent_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
+
+    def add(self, value_ms: float) -> None:
+        self.count += 1
+        self.total_ms += value_ms
+        self.recent_ms.append(value_ms)
+
+    def percentile(self, q: float) -> float:
+        """The q-th percentile (0-100) of the window; NaN when empty."""
+        if not self.recent_ms:
+            return float("nan")
+        return float(np.percentile(np.fromiter(self.recent_ms, dtype=np.float64), q))
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "count": self.count,
+            "p50_ms": self.percentile(50),
+            "p95_ms": self.percentile(95),
+            "mean_ms": self.total_ms / self.count if self.count else float("nan"),
+        }
+
+
+@dataclass(slots=True)
+class PipelineMetrics:
+    """What one stream's loop did; every drop and skip is counted here."""
+
+    audio_chunks: int = 0
+    video_frames: int = 0
+    segments: int = 0
+    segments_dropped: int = 0
+    """Segments discarded because the ASR queue was full (realtime mode only)."""
+    empty_transcripts: int = 0
+    """Segments whose transcript was empty after the silence-hallucination filter: not published."""
+    results: int = 0
+    stream_end_s: float = 0.0
+    """Stream time of the last audio sample seen."""
+    wall_s: float = 0.0
+    """Wall time from the first chunk to the last result."""
+    segment_queue_peak: int = 0
+    utterance_queue_peak: int = 0
+    vad_chunk: LatencyStats = field(default_factory=LatencyStats)
+    """VAD cost per audio chunk (it runs inline on the event loop)."""
+    vad: LatencyStats = field(default_factory=LatencyStats)
+    asr: LatencyStats = field(default_factory=LatencyStats)
+    features: LatencyStats = field(default_factory=LatencyStats)
+    fusion: LatencyStats = field(default_factory=LatencyStats)
+    segment_to_publish: LatencyStats = field(default_factory=LatencyStats)
+
+    @property
+    def real_time_factor(self) -> float:
+        """Processing wall time over media duration (below 1: faster than real time)."""
+        return self.wall_s / self.stream_end_s if self.stream_end_s > 0 else float("nan")

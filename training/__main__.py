@@ -1,0 +1,125 @@
+"""`python -m training {train,evaluate,predict}`: the training spine's command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="train M2FNet, keep the best dev epoch")
+    train.add_argument("--config", help="configs/NAME.yaml, a bare NAME, or a YAML path (default: default)")
+    train.add_argument("--train", required=True, help="training conversations (.csv MELD layout or .jsonl)")
+    train.add_argument("--dev", required=True, help="development conversations, for epoch selection")
+    train.add_argument("--out", required=True, help="checkpoint directory to write")
+    train.add_argument("--seed", type=int, default=0)
+    evaluate = commands.add_parser("evaluate", help="weighted F1, accuracy, per-class scores")
+    evaluate.add_argument("--checkpoint", required=True)
+    evaluate.add_argument("--data", required=True)
+    evaluate.add_argument("--report", help="JSON report path; a confusion-matrix PNG is saved beside it")
+    predict = commands.add_parser("predict", help="one JSON line per utterance")
+    predict.add_argument("--checkpoint", required=True)
+    predict.add_argument("--data", required=True)
+    predict.add_argument("--out", required=True, help="JSONL output path")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    for noisy in ("httpx", "transformers", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    from engines.errors import CheckpointError
+    from training.data import DataError
+
+    try:
+        return COMMANDS[args.command](args)
+    except (DataError, CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def run_train(args) -> int:
+    import torch
+
+    from training.config import load_config
+    from training.train import train_model
+
+    config = load_config(args.config)
+    torch.set_num_threads(config.optim.threads)
+    command = "python -m training " + " ".join(sys.argv[1:]) if sys.argv else ""
+    best = train_model(config, args.train, args.dev, args.out, seed=args.seed, extra_meta={"command": command})
+    print(f"best epoch {best['epoch']}: dev weighted F1 {best['weighted_f1']:.2f} -> {args.out}")
+    return 0
+
+
+def _load(args):
+    import torch
+
+    from engines.checkpoint import load_checkpoint
+    from training.data import check_labels, load_dialogues
+    from training.train import encode_for_checkpoint, predict_probabilities
+
+    torch.set_num_threads(1)
+    checkpoint = load_checkpoint(args.checkpoint)
+    dialogues = load_dialogues(args.data)
+    check_labels(dialogues, checkpoint.labels, args.data)
+    encoded = encode_for_checkpoint(checkpoint, dialogues)
+    return checkpoint, encoded, predict_probabilities(checkpoint.encoder, checkpoint.network, encoded)
+
+
+def run_evaluate(args) -> int:
+    from training.metrics import classification_report, save_confusion_matrix
+
+    checkpoint, encoded, probs = _load(args)
+    truth = [int(x) for d in encoded for x in d.labels]
+    predicted = [int(x) for p in probs for x in p.argmax(-1)]
+    report = classification_report(truth, predicted, checkpoint.labels)
+    print(
+        f"weighted_f1 {report['weighted_f1']:.2f}  accuracy {report['accuracy']:.2f}  "
+        f"macro_f1 {report['macro_f1']:.2f}  n_utterances {report['n_utterances']}"
+    )
+    for label, scores in report["per_class"].items():
+        print(f"  {label:>10}  f1 {scores['f1']:6.2f}  precision {scores['precision']:6.2f}  "
+              f"recall {scores['recall']:6.2f}  support {scores['support']}")
+    if args.report:
+        path = Path(args.report)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2) + "\n")
+        save_confusion_matrix(truth, predicted, checkpoint.labels, path.with_suffix(".confusion.png"))
+    return 0
+
+
+def run_predict(args) -> int:
+    checkpoint, encoded, probs = _load(args)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w") as handle:
+        for dialogue, p in zip(encoded, probs):
+            for utterance, row in zip(dialogue.dialogue.utterances, p.tolist()):
+                record = {
+                    "dialogue_id": utterance.dialogue_id,
+                    "utterance_id": utterance.utterance_id,
+                    "speaker": utterance.speaker,
+                    "text": utterance.text,
+                    "predicted": checkpoint.labels[max(range(len(row)), key=row.__getitem__)],
+                    "probabilities": {label: round(v, 6) for label, v in zip(checkpoint.labels, row)},
+                }
+                handle.write(json.dumps(record) + "\n")
+    print(f"wrote {sum(len(d.states) for d in encoded)} predictions -> {out}")
+    return 0
+
+
+COMMANDS = {"train": run_train, "evaluate": run_evaluate, "predict": run_predict}
+
+if __name__ == "__main__":
+    sys.exit(main())

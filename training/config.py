@@ -1,0 +1,87 @@
+"""Training configuration: typed dataclasses, and the one place that maps a YAML file onto them."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from engines.m2fnet import M2FNetConfig
+from engines.text_encoder import TextEncoderConfig
+from training.data import DataError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass
+class OptimConfig:
+    epochs: int = 8
+    dialogues_per_batch: int = 4
+    encoder_lr: float = 5e-5  # learning rate of the fine-tuned text encoder layers
+    head_lr: float = 2e-4  # learning rate of M2FNet (dialogue encoders, fusion, head)
+    weight_decay: float = 1e-4  # paper: 5e-5..5e-4
+    warmup_fraction: float = 0.1  # of all steps, linear warm-up then linear decay
+    class_weight_power: float = 0.5  # CE weight per class = (n / count) ** power; 0 = unweighted
+    label_smoothing: float = 0.0
+    modality_dropout: float = 0.2  # chance to hide a non-text modality per utterance while training
+    threads: int = 1  # torch threads; on 2 shared cores one thread is fastest
+
+
+@dataclass
+class TrainConfig:
+    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    model: M2FNetConfig = field(default_factory=M2FNetConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def validate(self) -> None:
+        if self.model.causal and self.text.future_utterances:
+            raise DataError("config: a causal model cannot read future utterances (text.future_utterances must be 0)")
+
+
+def _build(cls, values: dict, where: str):
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in names:
+            raise DataError(f"{where}: unknown key '{key}' (known: {', '.join(names)})")
+        kwargs[key] = tuple(value) if isinstance(value, list) else value
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as error:
+        raise DataError(f"{where}: {error}") from None
+
+
+def load_config(name_or_path: str | None) -> TrainConfig:
+    """`None` -> configs/default.yaml; a bare name -> configs/NAME.yaml; else a YAML path."""
+    path = Path(name_or_path) if name_or_path else CONFIG_DIR / "default.yaml"
+    if not path.suffix and not path.exists():
+        path = CONFIG_DIR / f"{path.name}.yaml"
+    if not path.is_file():
+        raise DataError(f"{path}: no such config file")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise DataError(f"{path}: invalid YAML ({str(error).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise DataError(f"{path}: expected a mapping with sections text, model, optim")
+    sections = {"text": TextEncoderConfig, "model": M2FNetConfig, "optim": OptimConfig}
+    unknown = set(raw) - set(sections)
+    if unknown:
+        raise DataError(f"{path}: unknown section '{sorted(unknown)[0]}' (known: text, model, optim)")
+    config = TrainConfig(**{k: _build(cls, raw.get(k) or {}, f"{path}: {k}") for k, cls in sections.items()})
+    config.validate()
+    return config
+
+
+def config_to_dict(config: TrainConfig) -> dict:
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(values: dict) -> TrainConfig:
+    return TrainConfig(
+        text=TextEncoderConfig(**values["text"]),
+        model=M2FNetConfig(**values["model"]),
+        optim=OptimConfig(**values["optim"]),
+    )

@@ -1,0 +1,176 @@
+"""Training M2FNet on conversation files: fine-tunes the text encoder's top layers jointly with
+the dialogue network, evaluates on dev after every epoch and keeps the best epoch."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from engines.checkpoint import Checkpoint, save_checkpoint
+from engines.m2fnet import M2FNet
+from engines.text_encoder import SplitTextEncoder, load_tokenizer_and_model
+from training.batches import IGNORE, EncodedDialogue, collate, encode_dialogues
+from training.config import TrainConfig, config_to_dict
+from training.data import DataError, check_labels, label_set, load_dialogues
+from training.metrics import classification_report
+from training.text_cache import TokenStateCache
+
+log = logging.getLogger(__name__)
+
+ModalityVectors = dict[str, tuple[int, dict[str, np.ndarray]]]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def batches(dialogues: list[EncodedDialogue], size: int, shuffle: bool) -> list[list[EncodedDialogue]]:
+    order = list(range(len(dialogues)))
+    if shuffle:
+        random.shuffle(order)
+    return [[dialogues[i] for i in order[s : s + size]] for s in range(0, len(order), size)]
+
+
+def predict_probabilities(
+    encoder: SplitTextEncoder, network: M2FNet, dialogues: list[EncodedDialogue], batch_size: int = 8
+) -> list[torch.Tensor]:
+    """Softmax probabilities (K, C) per dialogue."""
+    encoder.eval()
+    network.eval()
+    out = []
+    with torch.no_grad():
+        for batch in batches(dialogues, batch_size, shuffle=False):
+            features, present, valid, _ = collate(encoder, batch, network.cfg.modalities)
+            probs = torch.softmax(network(features, present, valid), dim=-1)
+            out += [probs[row, : len(d.states)] for row, d in enumerate(batch)]
+    return out
+
+
+def evaluate_encoded(encoder, network, dialogues: list[EncodedDialogue], labels: list[str]) -> dict:
+    probs = predict_probabilities(encoder, network, dialogues)
+    truth, predicted = [], []
+    for dialogue, p in zip(dialogues, probs):
+        keep = dialogue.labels != IGNORE
+        truth += dialogue.labels[keep].tolist()
+        predicted += p.argmax(-1)[keep].tolist()
+    return classification_report(truth, predicted, labels)
+
+
+def class_weights(dialogues: list[EncodedDialogue], num_labels: int, power: float) -> torch.Tensor:
+    counts = Counter(int(x) for d in dialogues for x in d.labels if x != IGNORE)
+    total = sum(counts.values())
+    weights = torch.tensor([(total / max(counts.get(i, 0), 1)) ** power for i in range(num_labels)])
+    return weights / (weights * torch.tensor([counts.get(i, 0) for i in range(num_labels)])).sum() * total
+
+
+def train_model(
+    config: TrainConfig,
+    train_path: str | Path,
+    dev_path: str | Path,
+    out_dir: str | Path,
+    seed: int = 0,
+    modality_vectors: ModalityVectors | None = None,
+    extra_meta: dict | None = None,
+) -> dict:
+    """Trains, keeps the best dev epoch in `out_dir`, returns its dev report."""
+    started = time.monotonic()
+    out_dir = Path(out_dir)
+    torch.set_num_threads(config.optim.threads)
+    seed_everything(seed)
+    train_dialogues = load_dialogues(train_path)
+    dev_dialogues = load_dialogues(dev_path)
+    labels = label_set(train_dialogues)
+    if len(labels) < 2:
+        raise DataError(f"{train_path}: needs at least two emotion labels, found {labels}")
+    check_labels(dev_dialogues, labels, dev_path)
+    modalities = ("text", *sorted(modality_vectors or {}, key=["audio", "visual"].index))
+    config.model.modalities = modalities
+    config.model.num_labels = len(labels)
+    for modality, (dim, _) in (modality_vectors or {}).items():
+        setattr(config.model, f"{modality}_dim", dim)
+    config.validate()
+
+    tokenizer, base = load_tokenizer_and_model(config.text.encoder)
+    encoder = SplitTextEncoder(base, config.text.finetune_top_layers)
+    config.model.text_dim = encoder.hidden_size
+    cache = TokenStateCache(f"{config.text.encoder}:{base.name_or_path}", encoder.split_at)
+    train_set = encode_dialogues(train_dialogues, tokenizer, encoder, cache, config.text, labels, modality_vectors)
+    dev_set = encode_dialogues(dev_dialogues, tokenizer, encoder, cache, config.text, labels, modality_vectors)
+
+    network = M2FNet(config.model)
+    optim = config.optim
+    groups = [{"params": list(network.parameters()), "lr": optim.head_lr}]
+    encoder_params = [p for p in encoder.top_layers.parameters() if p.requires_grad]
+    if encoder_params:
+        groups.append({"params": encoder_params, "lr": optim.encoder_lr})
+    optimizer = torch.optim.AdamW(groups, weight_decay=optim.weight_decay)
+    steps = optim.epochs * math.ceil(len(train_set) / optim.dialogues_per_batch)
+    warmup = max(1, int(optim.warmup_fraction * steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup)))
+    )
+    loss_fn = torch.nn.CrossEntropyLoss(
+        weight=class_weights(train_set, len(labels), optim.class_weight_power),
+        ignore_index=IGNORE,
+        label_smoothing=optim.label_smoothing,
+    )
+    meta = {
+        "model_id": out_dir.name,
+        "encoder": config.text.encoder,
+        "modalities": list(modalities),
+        "train_data": str(train_path),
+        "dev_data": str(dev_path),
+        "seed": seed,
+        **(extra_meta or {}),
+    }
+    best: dict = {"weighted_f1": -1.0}
+    history = []
+    for epoch in range(1, optim.epochs + 1):
+        encoder.train()
+        network.train()
+        encoder.frozen.eval()  # frozen layers stay in eval mode; only the top layers use dropout
+        total, count = 0.0, 0
+        progress = tqdm(batches(train_set, optim.dialogues_per_batch, shuffle=True), desc=f"epoch {epoch}", unit="batch")
+        for batch in progress:
+            features, present, valid, target = collate(encoder, batch, modalities, optim.modality_dropout)
+            logits = network(features, present, valid)
+            loss = loss_fn(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
+            optimizer.step()
+            scheduler.step()
+            total += loss.item()
+            count += 1
+            progress.set_postfix(loss=f"{total / count:.3f}")
+        report = evaluate_encoded(encoder, network, dev_set, labels)
+        history.append({"epoch": epoch, "train_loss": total / count, "dev_weighted_f1": report["weighted_f1"]})
+        log.info("epoch %d: train loss %.4f, dev w-F1 %.2f, accuracy %.2f", epoch, total / count, report["weighted_f1"], report["accuracy"])
+        if report["weighted_f1"] > best["weighted_f1"]:
+            best = {**report, "epoch": epoch}
+            meta.update(dev=best, history=history, train_seconds=round(time.monotonic() - started, 1))
+            save_checkpoint(out_dir, config_to_dict(config), labels, encoder, network, meta)
+    meta.update(history=history, train_seconds=round(time.monotonic() - started, 1))
+    (out_dir / "checkpoint.json").write_text(json.dumps(meta, indent=2) + "\n")
+    log.info("best epoch %d: dev w-F1 %.2f; %.0f s in all", best["epoch"], best["weighted_f1"], meta["train_seconds"])
+    return best
+
+
+def encode_for_checkpoint(checkpoint: Checkpoint, dialogues, modality_vectors: ModalityVectors | None = None):
+    cache = TokenStateCache(
+        f"{checkpoint.text_config.encoder}:{checkpoint.encoder.frozen.name_or_path}", checkpoint.encoder.split_at
+    )
+    return encode_dialogues(
+        dialogues, checkpoint.tokenizer, checkpoint.encoder, cache, checkpoint.text_config, checkpoint.labels, modality_vectors
+    )
