@@ -109,6 +109,7 @@ class DialogueEncoder(nn.Module):
         super().__init__()
         self.project = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(input_dim, cfg.hidden_dim))
         self.position = nn.Embedding(cfg.max_utterances, cfg.hidden_dim)
+        nn.init.normal_(self.position.weight, std=0.02)  # N(0, 1) would drown the utterance features
         self.layers = nn.ModuleList(DialogueLayer(cfg) for _ in range(cfg.dialogue_layers))
         self.norm = nn.LayerNorm(cfg.hidden_dim)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import os
 import shutil
 import zipfile
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from engines.errors import CheckpointError
 
 log = logging.getLogger(__name__)
 
-CACHE_ROOT = Path.home() / ".cache" / "m2fnet-live"
+CACHE_ROOT = Path(os.environ.get("M2FNET_CACHE_DIR", Path.home() / ".cache" / "m2fnet-live"))
 
 
 @dataclass

@@ -56,11 +56,11 @@ class VisualInput:
     scenes: np.ndarray
     """(F, scene_px, scene_px, 3) uint8."""
     faces: np.ndarray
-    """(F, max_faces, face_px, face_px, 3) uint8; unused slots are zero."""
+    """(F, M, face_px, face_px, 3) uint8, M = most faces in one frame (<= max_faces); unused slots are zero."""
     face_weights: np.ndarray
-    """(F, max_faces) float32: box area / total face area in the frame; 0 for unused slots."""
+    """(F, M) float32: box area / total face area in the frame; 0 for unused slots."""
     geometry: np.ndarray
-    """(F, max_faces, len(GEOMETRY_NAMES)) float32; zeros where the mesh found nothing."""
+    """(F, M, len(GEOMETRY_NAMES)) float32; zeros where the mesh found nothing."""
 
     @property
     def face_present(self) -> bool:
@@ -114,7 +114,10 @@ class FramePreparer:
                     found = self.mesh(crop)
                     if found:
                         geometry[index, slot] = found[0].vector
-        return VisualInput(scenes, faces, weights, geometry)
+        # Keep only as many face slots as the busiest frame used: most clips have one face, and training
+        # holds thousands of these in memory. collate_visual pads the slots back per batch.
+        slots = int((weights > 0).sum(axis=1).max())
+        return VisualInput(scenes, faces[:, :slots], weights[:, :slots], geometry[:, :slots])
 
     def close(self) -> None:
         self.detector.close()
@@ -151,16 +154,18 @@ def _to_float(images: np.ndarray) -> torch.Tensor:
 def collate_visual(inputs: list[VisualInput]) -> VisualBatch:
     """Pads utterances to the longest frame count in the batch."""
     frames = max(len(x.scenes) for x in inputs)
+    slots = max(1, max(x.faces.shape[1] for x in inputs))
     batch = len(inputs)
     first = inputs[0]
     scenes = np.zeros((batch, frames, *first.scenes.shape[1:]), np.uint8)
-    faces = np.zeros((batch, frames, *first.faces.shape[1:]), np.uint8)
-    weights = np.zeros((batch, frames, first.face_weights.shape[1]), np.float32)
-    geometry = np.zeros((batch, frames, *first.geometry.shape[1:]), np.float32)
+    faces = np.zeros((batch, frames, slots, *first.faces.shape[2:]), np.uint8)
+    weights = np.zeros((batch, frames, slots), np.float32)
+    geometry = np.zeros((batch, frames, slots, first.geometry.shape[-1]), np.float32)
     mask = np.zeros((batch, frames), bool)
     for row, x in enumerate(inputs):
-        n = len(x.scenes)
-        scenes[row, :n], faces[row, :n], weights[row, :n], geometry[row, :n] = x.scenes, x.faces, x.face_weights, x.geometry
+        n, m = len(x.scenes), x.faces.shape[1]
+        scenes[row, :n] = x.scenes
+        faces[row, :n, :m], weights[row, :n, :m], geometry[row, :n, :m] = x.faces, x.face_weights, x.geometry
         mask[row, :n] = True
     return VisualBatch(_to_float(scenes), torch.from_numpy(mask), _to_float(faces), torch.from_numpy(weights), torch.from_numpy(geometry))
 

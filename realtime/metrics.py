@@ -55,7 +55,7 @@ class PipelineMetrics:
     stream_end_s: float = 0.0
     """Stream time of the last audio sample seen."""
     wall_s: float = 0.0
-    """Wall time from the first chunk to the last result."""
+    """Wall time from the start of `Pipeline.run` to the last result."""
     segment_queue_peak: int = 0
     utterance_queue_peak: int = 0
     vad_chunk: LatencyStats = field(default_factory=LatencyStats)

@@ -14,7 +14,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from engines.text_encoder import CACHE_ROOT, SplitTextEncoder
+from engines import text_encoder
+from engines.text_encoder import SplitTextEncoder
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ def _key(sequence: list[int]) -> str:
 class TokenStateCache:
     def __init__(self, encoder_id: str, split_at: int, root: Path | None = None) -> None:
         safe_id = hashlib.sha1(encoder_id.encode()).hexdigest()[:12]
-        self.folder = (root or CACHE_ROOT / "text-states") / f"{safe_id}-split{split_at}"
+        self.folder = (root or text_encoder.CACHE_ROOT / "text-states") / f"{safe_id}-split{split_at}"
         self._states: dict[str, torch.Tensor] = {}
         self._loaded_shards: set[str] = set()
 

@@ -1,0 +1,124 @@
+"""Streaming inference: one session per conversation stream, holding its rolling causal context.
+
+Each new utterance is encoded once; M2FNet then runs over the last N utterances and the newest
+row is the result. Blocking: the live loop calls `add` from an executor, never the event loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engines.checkpoint import Checkpoint, load_checkpoint
+from engines.errors import CheckpointError
+from engines.text_encoder import build_input
+
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "models" / "m2fnet-meld-causal"
+
+
+@dataclass
+class UtteranceInput:
+    text: str
+    speaker: str | None = None
+    audio: np.ndarray | None = None  # the utterance's 16 kHz mono float32 samples
+    frames: list[np.ndarray] | None = None  # RGB frames shown during the utterance
+
+
+@dataclass
+class EmotionPrediction:
+    emotion: str
+    scores: dict[str, float]
+    modalities: dict[str, bool]  # which modalities this prediction actually used
+    features_ms: float
+    fusion_ms: float
+
+
+@dataclass
+class _ContextEntry:
+    text: str
+    speaker: str
+    text_vector: torch.Tensor
+    features: dict[str, torch.Tensor | None] = field(default_factory=dict)
+
+
+class Recognizer:
+    """A loaded causal checkpoint; cheap to share between sessions (weights are read-only)."""
+
+    def __init__(self, checkpoint: Checkpoint) -> None:
+        self.checkpoint = checkpoint
+        self.labels = checkpoint.labels
+        self.model_id = checkpoint.model_id
+        self.modalities = checkpoint.model_config.modalities
+
+    def new_session(self, max_context_utterances: int = 12) -> RecognizerSession:
+        return RecognizerSession(self, max_context_utterances)
+
+
+class RecognizerSession:
+    def __init__(self, recognizer: Recognizer, max_context_utterances: int) -> None:
+        if max_context_utterances < 1:
+            raise ValueError("max_context_utterances must be at least 1")
+        self.recognizer = recognizer
+        # Older utterances fall out of the window by design: the model is causal and windowed.
+        self.context: deque[_ContextEntry] = deque(maxlen=max_context_utterances)
+
+    @torch.no_grad()
+    def add(self, utterance: UtteranceInput) -> EmotionPrediction:
+        checkpoint = self.recognizer.checkpoint
+        started = time.perf_counter()
+        speaker = utterance.speaker or ""
+        texts = [e.text for e in self.context] + [utterance.text]
+        speakers = [e.speaker for e in self.context] + [speaker]
+        sequence, (start, end) = build_input(checkpoint.tokenizer, texts, speakers, len(texts) - 1, checkpoint.text_config)
+        ids = torch.tensor([sequence])
+        attention = torch.ones_like(ids)
+        target = torch.zeros_like(ids, dtype=torch.bool)
+        target[0, start:end] = True
+        hidden = checkpoint.encoder.bottom(ids, attention)
+        vector = checkpoint.encoder.top(hidden, attention, target)[0]
+        self.context.append(_ContextEntry(utterance.text, speaker, vector))
+        features_ms = (time.perf_counter() - started) * 1000
+
+        started = time.perf_counter()
+        entries = list(self.context)
+        k = len(entries)
+        features = {"text": torch.stack([e.text_vector for e in entries])[None]}
+        present = {"text": torch.ones(1, k, dtype=torch.bool)}
+        valid = torch.ones(1, k, dtype=torch.bool)
+        for modality in self.recognizer.modalities:
+            if modality != "text":
+                dim = checkpoint.model_config.input_dim(modality)
+                rows = [e.features.get(modality) for e in entries]
+                present[modality] = torch.tensor([[r is not None for r in rows]])
+                features[modality] = torch.stack([r if r is not None else torch.zeros(dim) for r in rows])[None]
+        logits = checkpoint.network(features, present, valid)[0, -1]
+        probs = torch.softmax(logits, dim=-1).tolist()
+        fusion_ms = (time.perf_counter() - started) * 1000
+        best = max(range(len(probs)), key=probs.__getitem__)
+        used = {m: bool(present[m][0, -1]) if m in present else False for m in ("text", "audio", "visual")}
+        return EmotionPrediction(
+            emotion=self.recognizer.labels[best],
+            scores={label: round(p, 6) for label, p in zip(self.recognizer.labels, probs)},
+            modalities=used,
+            features_ms=features_ms,
+            fusion_ms=fusion_ms,
+        )
+
+
+def load_recognizer(checkpoint_dir: str | Path | None = None) -> Recognizer:
+    """Loads a causal checkpoint (default: the one shipped in models/)."""
+    path = Path(checkpoint_dir) if checkpoint_dir else SHIPPED_CHECKPOINT
+    if not path.is_dir():
+        raise CheckpointError(f"checkpoint {path}: no such directory")
+    checkpoint = load_checkpoint(path)
+    if not checkpoint.model_config.causal or checkpoint.text_config.future_utterances:
+        raise CheckpointError(
+            f"checkpoint {path}: not causal (it reads future utterances); live use needs a model "
+            "trained with configs/causal.yaml"
+        )
+    return Recognizer(checkpoint)

@@ -1,0 +1,177 @@
+"""Assembles one live stream from a `LiveConfig` with the real stages, and runs it to the end.
+
+Start-up order puts cheap checks first (source, broker) so a user error is reported before the
+models load. Shutdown always closes the MQTT side cleanly: queued results, then `offline`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO, TypeVar
+
+from realtime.broker import EmbeddedBroker
+from realtime.capture import open_source
+from realtime.config import LiveConfig
+from realtime.frames import SpeechSegment, Transcript
+from realtime.metrics import PipelineMetrics
+from realtime.pipeline import Pipeline
+from realtime.publish import MqttPublisher, PublisherMetrics, parse_mqtt_url
+from realtime.sinks import ConsoleSink, JsonlSink
+from realtime.transcribe import Transcriber
+from realtime.vad import VadSegmenter
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_TOPIC_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+@dataclass(slots=True)
+class StreamReport:
+    stream_id: str
+    broker_url: str
+    pipeline: PipelineMetrics
+    publisher: PublisherMetrics
+
+
+def default_stream_id(source: str) -> str:
+    """`demo`, `mic`, `webcam0`, `live`, or a media file's stem, made safe for an MQTT topic level."""
+    name = Path(source).stem if Path(source).suffix else source
+    return _TOPIC_UNSAFE.sub("-", name.replace(":", "")).strip("-") or "stream"
+
+
+async def run_stream(
+    config: LiveConfig,
+    source: str,
+    *,
+    console: TextIO | None,
+    jsonl: TextIO | None = None,
+    on_broker: Callable[[str, str], None] | None = None,
+) -> StreamReport:
+    """Run one stream until its source ends or SIGINT/SIGTERM; return what it did.
+
+    `on_broker(url, stream_id)` is called once the broker is reachable (before the models load).
+    """
+    media = open_source(source, config.capture)
+    stream_id = config.stream_id or default_stream_id(source)
+    broker: EmbeddedBroker | None = None
+    if config.mqtt.url:
+        address = parse_mqtt_url(config.mqtt.url)
+    else:
+        broker = EmbeddedBroker()
+        address = parse_mqtt_url(await broker.start())
+    publisher = MqttPublisher(address, config.mqtt)
+    channel = publisher.open_stream(stream_id)
+    metrics = PipelineMetrics()
+    try:
+        with _Signals() as signals:
+            await publisher.start()
+            if on_broker is not None:
+                on_broker(address.url, stream_id)
+            loaded = await signals.unless_stopped(_load_models(config))
+            if loaded is None:
+                logger.info("stream %s: stopped before the models were loaded", stream_id)
+                return StreamReport(stream_id, address.url, metrics, publisher.metrics)
+            transcriber, recognizer = loaded
+            sinks = [channel]
+            if console is not None:
+                sinks.append(ConsoleSink(console))
+            if jsonl is not None:
+                sinks.append(JsonlSink(jsonl))
+            pipeline = Pipeline(
+                stream_id=stream_id,
+                model_id=recognizer.model_id,
+                source=media,
+                segmenter=VadSegmenter(config.vad),
+                transcriber=transcriber,
+                session=recognizer.new_session(config.pipeline.max_context_utterances),
+                make_input=utterance_input,
+                sinks=sinks,
+                options=config.pipeline,
+            )
+            signals.pipeline = pipeline
+            metrics = await pipeline.run()
+        logger.info(
+            "stream %s: %d utterances published, %d empty transcripts, %d segments dropped",
+            stream_id,
+            metrics.results,
+            metrics.empty_transcripts,
+            metrics.segments_dropped,
+        )
+    finally:
+        await publisher.close()
+        if broker is not None:
+            await broker.stop()
+    return StreamReport(stream_id, address.url, metrics, publisher.metrics)
+
+
+def utterance_input(segment: SpeechSegment, transcript: Transcript):  # noqa: ANN201 (engines is imported lazily)
+    """The recognizer's input for one utterance: transcript, its audio and the frames shown meanwhile."""
+    from engines.stream import UtteranceInput
+
+    return UtteranceInput(
+        text=transcript.text.strip(),
+        speaker=None,
+        audio=segment.samples,
+        frames=[frame.rgb for frame in segment.frames] or None,
+    )
+
+
+async def _load_models(config: LiveConfig):  # noqa: ANN202 (engines is imported lazily)
+    """Whisper and the recognizer, loaded side by side in worker threads."""
+    import torch
+
+    from engines.stream import load_recognizer
+
+    torch.set_num_threads(1)
+    loop = asyncio.get_running_loop()
+    transcriber = loop.run_in_executor(None, Transcriber, config.asr)
+    recognizer = loop.run_in_executor(None, load_recognizer, config.checkpoint_dir)
+    return tuple(await asyncio.gather(transcriber, recognizer))
+
+
+class _Signals:
+    """SIGINT/SIGTERM: the first stops gracefully (or skips start-up), the second aborts the pipeline."""
+
+    def __init__(self) -> None:
+        self.pipeline: Pipeline | None = None
+        self._stopped = asyncio.Event()
+        self._count = 0
+
+    def _handle(self) -> None:
+        self._count += 1
+        self._stopped.set()
+        if self.pipeline is not None:
+            if self._count == 1:
+                self.pipeline.stop()
+            else:
+                self.pipeline.abort()
+
+    async def unless_stopped(self, work: Awaitable[T]) -> T | None:
+        """Await `work`, or return None as soon as a signal arrives."""
+        task = asyncio.ensure_future(work)
+        stopped = asyncio.create_task(self._stopped.wait())
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        return None
+
+    def __enter__(self) -> _Signals:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,103 @@
+"""`LiveConfig`: every option of the live loop in one typed object, and the one YAML -> config mapping."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from realtime.capture import CaptureOptions
+from realtime.pipeline import PipelineOptions
+from realtime.publish import MqttOptions
+from realtime.transcribe import AsrOptions
+from realtime.vad import VadOptions
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file and the key."""
+
+
+@dataclass(slots=True)
+class LiveConfig:
+    """The whole live loop. YAML sections map one-to-one onto these fields."""
+
+    capture: CaptureOptions = field(default_factory=CaptureOptions)
+    vad: VadOptions = field(default_factory=VadOptions)
+    asr: AsrOptions = field(default_factory=AsrOptions)
+    pipeline: PipelineOptions = field(default_factory=PipelineOptions)
+    """Context size (`max_context_utterances`) and queue bounds."""
+    mqtt: MqttOptions = field(default_factory=MqttOptions)
+    checkpoint_dir: str | None = None
+    """Recognizer checkpoint directory; None uses the one shipped in models/."""
+    stream_id: str | None = None
+    """Stream id in topics and messages; None derives it from the source."""
+
+
+def load_live_config(path: str | Path | None) -> LiveConfig:
+    """Read a YAML file onto `LiveConfig` defaults; None gives the defaults.
+
+    Unknown keys and values of the wrong type raise `ConfigError` naming the file and key.
+    """
+    config = LiveConfig()
+    if path is None:
+        return config
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"config {path}: cannot read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path}: not valid YAML ({_first_line(exc)})") from None
+    if data is None:
+        return config
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path}: expected a mapping of sections at the top level")
+    _apply(config, data, path, prefix="")
+    return config
+
+
+def _apply(target: Any, data: dict[str, Any], path: Path, prefix: str) -> None:
+    hints = typing.get_type_hints(type(target))
+    known = {f.name for f in dataclasses.fields(target)}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if key not in known:
+            raise ConfigError(f"config {path}: unknown key '{name}'")
+        current = getattr(target, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config {path}: '{name}' must be a mapping")
+            _apply(current, value, path, prefix=f"{name}.")
+            continue
+        setattr(target, key, _check_value(value, hints[key], path, name))
+
+
+def _check_value(value: Any, hint: Any, path: Path, name: str) -> Any:
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    for kind in allowed:
+        if typing.get_origin(kind) is typing.Literal:
+            if value in typing.get_args(kind):
+                return value
+            continue
+        kind = typing.get_origin(kind) or kind
+        if kind is type(None) and value is None:
+            return None
+        if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if kind in (str, bool, tuple, list, dict) and isinstance(value, kind):
+            return value
+        if kind is Path and isinstance(value, str):
+            return Path(value)
+    expected = " or ".join(getattr(k, "__name__", None) or repr(typing.get_args(k)) for k in allowed)
+    raise ConfigError(f"config {path}: '{name}' must be {expected}, got {value!r}")
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

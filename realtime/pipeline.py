@@ -1,0 +1,290 @@
+"""The live loop of one stream: capture -> VAD -> [queue] -> ASR -> [queue] -> emotion -> sinks.
+
+Stages are injected (anything with the methods of the Protocols below), so the same wiring runs the
+real stages from `run_live.py` and a frames-in/events-out harness in tests. Blocking work (Whisper,
+the recognizer) runs on dedicated single-thread executors, never on the event loop; the VAD is cheap
+(well under a millisecond per 32 ms chunk) and runs inline, its cost counted per chunk.
+
+Control: when the source ends (or `stop()` is called: SIGINT/SIGTERM), capture stops, the VAD is
+flushed so the utterance being spoken is cut, and every queued utterance is processed and handed
+to the sinks before `run()` returns. `abort()` (a second signal) cancels at once instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from realtime.frames import AudioChunk, SpeechSegment, Transcript, VideoFrame
+from realtime.messages import EmotionResult, StageTimings
+from realtime.metrics import PipelineMetrics
+
+logger = logging.getLogger(__name__)
+
+_SPOKEN = re.compile(r"\w")
+
+
+class MediaSource(Protocol):
+    def stream(self) -> AsyncIterator[AudioChunk | VideoFrame]: ...
+
+
+class Segmenter(Protocol):
+    def push(self, chunk: AudioChunk) -> list[SpeechSegment]: ...
+    def add_frame(self, frame: VideoFrame) -> None: ...
+    def flush(self) -> list[SpeechSegment]: ...
+
+
+class SpeechRecognizer(Protocol):
+    def transcribe(self, samples: Any) -> Transcript: ...
+
+
+class EmotionSession(Protocol):
+    """`engines.stream.RecognizerSession`: `add(UtteranceInput) -> EmotionPrediction`."""
+
+    def add(self, utterance: Any) -> Any: ...
+
+
+class ResultSink(Protocol):
+    def emit(self, result: EmotionResult) -> None: ...
+
+
+@dataclass(slots=True)
+class PipelineOptions:
+    """Context size and queue bounds of one stream."""
+
+    max_context_utterances: int = 12
+    """Previous utterances of this stream the recognizer attends to (its causal window)."""
+    segment_queue_size: int = 8
+    """Utterances cut by the VAD awaiting Whisper. Full policy: see `Pipeline._enqueue_segment`."""
+    utterance_queue_size: int = 8
+    """Transcribed utterances awaiting the recognizer. Full: Whisper waits (backpressure); the
+    recognizer is several times faster than Whisper, so this only fills if the recognizer stalls."""
+    realtime: bool = True
+    """Live or paced input: a full segment queue drops the oldest segment instead of pausing capture."""
+
+
+@dataclass(slots=True)
+class _Transcribed:
+    segment: SpeechSegment
+    transcript: Transcript
+
+
+_END = object()
+"""Control item that follows the last data item through both queues."""
+
+
+class Pipeline:
+    """One stream's loop. Build it, `await run()`, read `metrics`."""
+
+    def __init__(
+        self,
+        *,
+        stream_id: str,
+        model_id: str,
+        source: MediaSource,
+        segmenter: Segmenter,
+        transcriber: SpeechRecognizer,
+        session: EmotionSession,
+        make_input: Callable[[SpeechSegment, Transcript], Any],
+        sinks: list[ResultSink],
+        options: PipelineOptions | None = None,
+    ) -> None:
+        """`make_input(segment, transcript)` builds the recognizer's input (`engines.stream.UtteranceInput`)."""
+        self.stream_id = stream_id
+        self.model_id = model_id
+        self.options = options or PipelineOptions()
+        self.metrics = PipelineMetrics()
+        self._source = source
+        self._segmenter = segmenter
+        self._transcriber = transcriber
+        self._session = session
+        self._make_input = make_input
+        self._sinks = sinks
+        self._segments: asyncio.Queue[SpeechSegment | object] = asyncio.Queue(self.options.segment_queue_size)
+        self._utterances: asyncio.Queue[_Transcribed | object] = asyncio.Queue(
+            self.options.utterance_queue_size
+        )
+        self._asr_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"asr-{stream_id}")
+        self._emotion_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"emotion-{stream_id}")
+        self._stop = asyncio.Event()
+        self._aborted = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._next_utterance_id = 1
+        self._started = 0.0
+
+    def stop(self) -> None:
+        """Stop capturing; finish and publish what was already heard (graceful)."""
+        if not self._stop.is_set():
+            logger.info("stream %s: stopping capture, finishing in-flight utterances", self.stream_id)
+        self._stop.set()
+
+    def abort(self) -> None:
+        """Cancel every stage now; queued utterances are lost (logged)."""
+        lost = self._segments.qsize() + self._utterances.qsize()
+        logger.warning("stream %s: aborted, %d queued utterance(s) discarded", self.stream_id, lost)
+        self._aborted = True
+        for task in self._tasks:
+            task.cancel()
+
+    async def run(self) -> PipelineMetrics:
+        """Run until the source ends or `stop()`; every stage error propagates (capture errors first)."""
+        self._started = time.perf_counter()
+        self._tasks = [
+            asyncio.create_task(self._capture(), name=f"capture-{self.stream_id}"),
+            asyncio.create_task(self._asr_worker(), name=f"asr-{self.stream_id}"),
+            asyncio.create_task(self._emotion_worker(), name=f"emotion-{self.stream_id}"),
+        ]
+        try:
+            await _gather_failfast(self._tasks)
+        except asyncio.CancelledError:
+            if not self._aborted:
+                raise
+        finally:
+            self._asr_pool.shutdown(wait=False, cancel_futures=True)
+            self._emotion_pool.shutdown(wait=False, cancel_futures=True)
+        return self.metrics
+
+    async def _capture(self) -> None:
+        stream = self._source.stream()
+        stop_wait = asyncio.create_task(self._stop.wait())
+        try:
+            while True:
+                next_item = asyncio.ensure_future(anext(stream))
+                done, _ = await asyncio.wait({next_item, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                if next_item not in done:
+                    next_item.cancel()
+                    await asyncio.gather(next_item, return_exceptions=True)
+                    break
+                try:
+                    item = next_item.result()
+                except StopAsyncIteration:
+                    break
+                if isinstance(item, VideoFrame):
+                    self.metrics.video_frames += 1
+                    self._segmenter.add_frame(item)
+                    continue
+                self.metrics.audio_chunks += 1
+                self.metrics.stream_end_s = max(self.metrics.stream_end_s, item.end_s)
+                started = time.perf_counter()
+                segments = self._segmenter.push(item)
+                self.metrics.vad_chunk.add((time.perf_counter() - started) * 1000)
+                for segment in segments:
+                    await self._enqueue_segment(segment)
+        finally:
+            stop_wait.cancel()
+            await _close_stream(stream)
+        for segment in self._segmenter.flush():
+            await self._enqueue_segment(segment)
+        # The end marker must not be dropped: wait for room whatever the mode.
+        await self._segments.put(_END)
+
+    async def _enqueue_segment(self, segment: SpeechSegment) -> None:
+        """Queue a VAD segment for Whisper.
+
+        Full queue, realtime: drop the OLDEST queued segment (counted in `segments_dropped`, logged),
+        so latency stays bounded when Whisper cannot keep up with live speech; capture never pauses.
+        Full queue, `--no-realtime`: wait (backpressure on the file reader); nothing is lost.
+        """
+        if segment.cut_monotonic_s <= 0:
+            segment.cut_monotonic_s = time.monotonic()
+        self.metrics.segments += 1
+        if self.options.realtime and self._segments.full():
+            dropped = self._segments.get_nowait()
+            self.metrics.segments_dropped += 1
+            if isinstance(dropped, SpeechSegment):
+                logger.warning(
+                    "stream %s: ASR queue full (%d), dropped segment %.2f-%.2f s (%d dropped so far)",
+                    self.stream_id,
+                    self.options.segment_queue_size,
+                    dropped.start_s,
+                    dropped.end_s,
+                    self.metrics.segments_dropped,
+                )
+        await self._segments.put(segment)
+        self.metrics.segment_queue_peak = max(self.metrics.segment_queue_peak, self._segments.qsize())
+
+    async def _asr_worker(self) -> None:
+        loop = asyncio.get_running_loop()
+        while (item := await self._segments.get()) is not _END:
+            assert isinstance(item, SpeechSegment)
+            transcript = await loop.run_in_executor(self._asr_pool, self._transcriber.transcribe, item.samples)
+            if not _SPOKEN.search(transcript.text):
+                self.metrics.empty_transcripts += 1
+                logger.info(
+                    "stream %s: segment %.2f-%.2f s has no transcript (no_speech_prob %.2f): not published",
+                    self.stream_id,
+                    item.start_s,
+                    item.end_s,
+                    transcript.no_speech_prob,
+                )
+                continue
+            await self._utterances.put(_Transcribed(item, transcript))
+            self.metrics.utterance_queue_peak = max(self.metrics.utterance_queue_peak, self._utterances.qsize())
+        await self._utterances.put(_END)
+
+    async def _emotion_worker(self) -> None:
+        loop = asyncio.get_running_loop()
+        while (item := await self._utterances.get()) is not _END:
+            assert isinstance(item, _Transcribed)
+            segment, transcript = item.segment, item.transcript
+            utterance = self._make_input(segment, transcript)
+            prediction = await loop.run_in_executor(self._emotion_pool, self._session.add, utterance)
+            timings = StageTimings(
+                vad=segment.vad_ms,
+                asr=transcript.asr_ms,
+                features=prediction.features_ms,
+                fusion=prediction.fusion_ms,
+                segment_to_publish=(time.monotonic() - segment.cut_monotonic_s) * 1000,
+            )
+            result = EmotionResult(
+                stream_id=self.stream_id,
+                utterance_id=self._next_utterance_id,
+                start_s=segment.start_s,
+                end_s=segment.end_s,
+                text=transcript.text.strip(),
+                emotion=prediction.emotion,
+                scores=dict(prediction.scores),
+                modalities=dict(prediction.modalities),
+                model=self.model_id,
+                timings_ms=timings,
+            )
+            self._next_utterance_id += 1
+            for sink in self._sinks:
+                sink.emit(result)
+            self._record(timings)
+        self.metrics.wall_s = time.perf_counter() - self._started
+
+    def _record(self, timings: StageTimings) -> None:
+        self.metrics.results += 1
+        self.metrics.vad.add(timings.vad)
+        self.metrics.asr.add(timings.asr)
+        self.metrics.features.add(timings.features)
+        self.metrics.fusion.add(timings.fusion)
+        self.metrics.segment_to_publish.add(timings.segment_to_publish)
+
+
+async def _gather_failfast(tasks: list[asyncio.Task[None]]) -> None:
+    """Wait for all tasks; on the first failure cancel the rest and raise it."""
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+async def _close_stream(stream: AsyncIterator[Any]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except RuntimeError:
+            # An async generator whose pending __anext__ was just cancelled may refuse aclose().
+            logger.debug("capture stream already closing")

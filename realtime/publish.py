@@ -1,0 +1,343 @@
+"""MQTT publishing: one reconnecting connection, a bounded outbox, per-stream topics and availability.
+
+Topics, for a stream `S` and prefix `P`: `P/S/utterance` (QoS 1, one JSON `EmotionResult` per message)
+and `P/S/available` (retained `online` on every (re)connect, `offline` on clean close and as the
+last will). One `MqttPublisher` owns one broker connection and may carry several streams
+(`open_stream`), so a process running many streams keeps a single socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+import aiomqtt
+
+from realtime.messages import EmotionResult
+
+logger = logging.getLogger(__name__)
+
+ONLINE = "online"
+OFFLINE = "offline"
+
+
+class MqttSettingError(ValueError):
+    """An MQTT URL, topic prefix or stream id that cannot be used; the message names it."""
+
+
+class BrokerUnreachableError(ConnectionError):
+    """The broker did not accept the first connection; the message names the URL."""
+
+
+@dataclass(slots=True)
+class MqttOptions:
+    """How to reach the broker and how hard to try."""
+
+    url: str | None = None
+    """`mqtt://[user:pass@]host:port`; None starts the embedded broker."""
+    topic_prefix: str = "m2fnet"
+    """First topic level of every message."""
+    qos: int = 1
+    """QoS of utterance and availability messages."""
+    keepalive_s: int = 30
+    """MQTT keep-alive; a dead connection is noticed within about 1.5x this when idle."""
+    connect_timeout_s: float = 5.0
+    """Wait for the broker's CONNACK."""
+    publish_timeout_s: float = 5.0
+    """Wait for a PUBACK before treating the connection as lost (the message stays in the outbox)."""
+    reconnect_initial_s: float = 0.25
+    """First reconnect delay; doubled after every failed attempt."""
+    reconnect_max_s: float = 8.0
+    """Upper bound of the reconnect delay."""
+    outbox_max_messages: int = 1000
+    """Utterance messages kept while the broker is unreachable (see `Outbox` for what happens when full)."""
+    shutdown_drain_timeout_s: float = 15.0
+    """On close, how long to keep trying to deliver the outbox and `offline` before giving up."""
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+
+    @property
+    def url(self) -> str:
+        """The URL without the password, for messages and logs."""
+        user = f"{self.username}@" if self.username else ""
+        return f"mqtt://{user}{self.host}:{self.port}"
+
+
+def parse_mqtt_url(url: str) -> BrokerAddress:
+    """Parse `mqtt://[user:pass@]host[:port]` (port defaults to 1883)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise MqttSettingError(f"bad MQTT URL {url!r}: {exc}") from None
+    if parts.scheme != "mqtt":
+        raise MqttSettingError(f"bad MQTT URL {url!r}: expected mqtt://[user:pass@]host:port")
+    if not parts.hostname:
+        raise MqttSettingError(f"bad MQTT URL {url!r}: no host")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise MqttSettingError(f"bad MQTT URL {url!r}: unexpected path or query")
+    return BrokerAddress(
+        host=parts.hostname,
+        port=port if port is not None else 1883,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+@dataclass(slots=True)
+class PublisherMetrics:
+    published: int = 0
+    """Utterance messages acknowledged by the broker (QoS 1 PUBACK)."""
+    outbox_dropped: int = 0
+    """Utterance messages discarded because the outbox was full."""
+    outbox_peak: int = 0
+    connection_losses: int = 0
+    reconnects: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Message:
+    topic: str
+    payload: str
+    retain: bool
+
+
+class Outbox:
+    """FIFO of messages awaiting a PUBACK, bounded at `max_messages` utterance messages.
+
+    When full, the OLDEST utterance message is dropped, counted in `PublisherMetrics.outbox_dropped`
+    and logged as a warning: a live subscriber cares most about what is happening now, and the
+    newest results carry the most recent context. Availability messages are never dropped.
+    A message leaves the outbox only once the broker has acknowledged it, so a connection lost
+    mid-publish re-sends it after reconnecting (QoS 1: at least once).
+    """
+
+    def __init__(self, max_messages: int, metrics: PublisherMetrics) -> None:
+        self._items: deque[_Message] = deque()
+        self._max = max_messages
+        self._metrics = metrics
+        self.changed = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, message: _Message) -> None:
+        if not message.retain and sum(not m.retain for m in self._items) >= self._max:
+            oldest = next(m for m in self._items if not m.retain)
+            self._items.remove(oldest)
+            self._metrics.outbox_dropped += 1
+            logger.warning(
+                "MQTT outbox full (%d messages): dropped the oldest utterance on %s (%d dropped so far)",
+                self._max,
+                oldest.topic,
+                self._metrics.outbox_dropped,
+            )
+        self._items.append(message)
+        self._metrics.outbox_peak = max(self._metrics.outbox_peak, len(self._items))
+        self.changed.set()
+
+    def peek(self) -> _Message | None:
+        return self._items[0] if self._items else None
+
+    def pop(self) -> None:
+        self._items.popleft()
+
+
+def check_topic_levels(value: str, what: str) -> None:
+    """Topic prefixes and stream ids may not be empty or hold MQTT wildcards."""
+    if not value or any(c in value for c in "#+\0") or value.startswith("/") or "//" in value:
+        raise MqttSettingError(f"bad MQTT {what} {value!r}: no wildcards (+ #), empty levels or NUL")
+
+
+class StreamChannel:
+    """The topics of one stream on a shared `MqttPublisher`."""
+
+    def __init__(self, publisher: MqttPublisher, stream_id: str) -> None:
+        prefix = publisher.options.topic_prefix.rstrip("/")
+        check_topic_levels(prefix, "topic prefix")
+        check_topic_levels(stream_id, "stream id")
+        if "/" in stream_id:
+            raise MqttSettingError(f"bad MQTT stream id {stream_id!r}: it is one topic level, no '/'")
+        self.stream_id = stream_id
+        self.utterance_topic = f"{prefix}/{stream_id}/utterance"
+        self.available_topic = f"{prefix}/{stream_id}/available"
+        self._publisher = publisher
+
+    def emit(self, result: EmotionResult) -> None:
+        """Queue one result for `<prefix>/<stream>/utterance`; never blocks (see `Outbox` for the full policy)."""
+        self._publisher.outbox.put(_Message(self.utterance_topic, result.to_json(), retain=False))
+
+    def close(self) -> None:
+        """Queue `offline` after this stream's pending results and stop announcing it."""
+        self._publisher.close_stream(self)
+
+
+class MqttPublisher:
+    """One broker connection with reconnect and a bounded outbox, shared by any number of streams.
+
+    MQTT 3.1.1 allows one last will per connection: it is set to `offline` on the availability topic
+    of the first open stream. Other streams on the same connection get `offline` on clean close only.
+    """
+
+    def __init__(self, address: BrokerAddress, options: MqttOptions | None = None) -> None:
+        self.address = address
+        self.options = options or MqttOptions()
+        self.metrics = PublisherMetrics()
+        self.outbox = Outbox(self.options.outbox_max_messages, self.metrics)
+        self._streams: list[StreamChannel] = []
+        self._closing = False
+        self._connected = False
+        self._task: asyncio.Task[None] | None = None
+        self._client_id = f"m2fnet-live-{uuid.uuid4().hex[:12]}"
+
+    def open_stream(self, stream_id: str) -> StreamChannel:
+        """Announce a stream: `online` now if connected, else on the next connect."""
+        channel = StreamChannel(self, stream_id)
+        self._streams.append(channel)
+        if self._connected:
+            self.outbox.put(_Message(channel.available_topic, ONLINE, retain=True))
+        return channel
+
+    def close_stream(self, channel: StreamChannel) -> None:
+        if channel in self._streams:
+            self._streams.remove(channel)
+            self.outbox.put(_Message(channel.available_topic, OFFLINE, retain=True))
+
+    async def start(self) -> None:
+        """Connect once; raise `BrokerUnreachableError` if that fails, else keep the link up in the background."""
+        first_connect: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(self._run(first_connect), name="mqtt-publisher")
+        await first_connect
+
+    async def close(self) -> None:
+        """Deliver the outbox, set every open stream `offline`, disconnect.
+
+        Gives up after `shutdown_drain_timeout_s` if the broker stays away, logging what was not sent.
+        """
+        for channel in list(self._streams):
+            channel.close()
+        self._closing = True
+        self.outbox.changed.set()
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), self.options.shutdown_drain_timeout_s)
+        except TimeoutError:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            logger.error(
+                "MQTT broker %s unreachable at shutdown: %d message(s) not delivered",
+                self.address.url,
+                len(self.outbox),
+            )
+
+    def _client(self) -> aiomqtt.Client:
+        will = None
+        if self._streams:
+            topic = self._streams[0].available_topic
+            will = aiomqtt.Will(topic, OFFLINE, qos=self.options.qos, retain=True)
+        return aiomqtt.Client(
+            self.address.host,
+            self.address.port,
+            username=self.address.username,
+            password=self.address.password,
+            identifier=self._client_id,
+            will=will,
+            keepalive=self.options.keepalive_s,
+            timeout=self.options.connect_timeout_s,
+            clean_session=True,
+        )
+
+    async def _run(self, first_connect: asyncio.Future[None]) -> None:
+        delay_s = self.options.reconnect_initial_s
+        while True:
+            try:
+                async with self._client() as client:
+                    if not first_connect.done():
+                        first_connect.set_result(None)
+                    else:
+                        self.metrics.reconnects += 1
+                        logger.info("reconnected to MQTT broker %s", self.address.url)
+                    delay_s = self.options.reconnect_initial_s
+                    self._connected = True
+                    await self._announce(client)
+                    await self._deliver(client)
+                self._connected = False
+                return
+            except aiomqtt.MqttError as exc:
+                self._connected = False
+                if not first_connect.done():
+                    first_connect.set_exception(
+                        BrokerUnreachableError(f"cannot reach MQTT broker at {self.address.url}: {exc}")
+                    )
+                    return
+                self.metrics.connection_losses += 1
+                logger.warning(
+                    "MQTT broker %s: %s; %d message(s) kept, retrying in %.2f s",
+                    self.address.url,
+                    exc,
+                    len(self.outbox),
+                    delay_s,
+                )
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, self.options.reconnect_max_s)
+
+    async def _announce(self, client: aiomqtt.Client) -> None:
+        # Retained state may be gone (a restarted broker without persistence): re-announce every stream.
+        for channel in list(self._streams):
+            await client.publish(
+                channel.available_topic,
+                ONLINE,
+                qos=self.options.qos,
+                retain=True,
+                timeout=self.options.publish_timeout_s,
+            )
+
+    async def _deliver(self, client: aiomqtt.Client) -> None:
+        """Send the outbox in order until closing and empty; raise `MqttError` when the link drops."""
+        watch = asyncio.create_task(self._watch_disconnect(client))
+        try:
+            while True:
+                message = self.outbox.peek()
+                if message is not None:
+                    await client.publish(
+                        message.topic,
+                        message.payload,
+                        qos=self.options.qos,
+                        retain=message.retain,
+                        timeout=self.options.publish_timeout_s,
+                    )
+                    self.outbox.pop()
+                    if not message.retain:
+                        self.metrics.published += 1
+                    continue
+                if self._closing:
+                    return
+                self.outbox.changed.clear()
+                changed = asyncio.create_task(self.outbox.changed.wait())
+                done, _ = await asyncio.wait({changed, watch}, return_when=asyncio.FIRST_COMPLETED)
+                if watch in done:
+                    changed.cancel()
+                    watch.result()
+        finally:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                await watch
+
+    @staticmethod
+    async def _watch_disconnect(client: aiomqtt.Client) -> None:
+        # Nothing is subscribed, so iterating the message stream only ends by raising on disconnect.
+        async for _ in client.messages:
+            pass

@@ -1,0 +1,242 @@
+"""Frames-in / events-out harness of the live loop's wiring.
+
+The stages here are stand-ins so that control flow (ordering, end of stream, stop, full queues,
+empty transcripts, executors) can be driven exactly; the real stages run in test_run_live_e2e.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from realtime.frames import SAMPLE_RATE_HZ, AudioChunk, SpeechSegment, Transcript, VideoFrame
+from realtime.messages import EmotionResult
+from realtime.pipeline import Pipeline, PipelineOptions
+
+CHUNK = 512
+
+
+def chunks(n: int, start: int = 0) -> list[AudioChunk]:
+    """`n` 32 ms chunks; every sample holds its chunk index, so a segment's samples name its chunks."""
+    return [AudioChunk(np.full(CHUNK, i, np.float32), i * CHUNK / SAMPLE_RATE_HZ) for i in range(start, start + n)]
+
+
+class ListSource:
+    def __init__(self, items: list[AudioChunk | VideoFrame], forever: bool = False) -> None:
+        self.items, self.forever = items, forever
+        self.closed = False
+
+    async def stream(self):  # noqa: ANN201
+        try:
+            for item in self.items:
+                await asyncio.sleep(0)
+                yield item
+            index = len(self.items)
+            while self.forever:
+                await asyncio.sleep(0.005)
+                yield chunks(1, index)[0]
+                index += 1
+        finally:
+            self.closed = True
+
+
+class EveryNChunks:
+    """Cuts a segment every `n` audio chunks; frames since the last cut go with it."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.audio: list[AudioChunk] = []
+        self.frames: list[VideoFrame] = []
+        self.next_id = 0
+
+    def push(self, chunk: AudioChunk) -> list[SpeechSegment]:
+        self.audio.append(chunk)
+        return [self._cut()] if len(self.audio) == self.n else []
+
+    def add_frame(self, frame: VideoFrame) -> None:
+        self.frames.append(frame)
+
+    def flush(self) -> list[SpeechSegment]:
+        return [self._cut()] if self.audio else []
+
+    def _cut(self) -> SpeechSegment:
+        segment = SpeechSegment(
+            segment_id=self.next_id,
+            start_s=self.audio[0].start_s,
+            end_s=self.audio[-1].end_s,
+            samples=np.concatenate([c.samples for c in self.audio]),
+            frames=self.frames,
+            vad_ms=0.1,
+        )
+        self.next_id += 1
+        self.audio, self.frames = [], []
+        return segment
+
+
+class ScriptedAsr:
+    """Names a segment by its first chunk index; silent chunk indices give an empty transcript."""
+
+    def __init__(self, silent_from: set[int] = frozenset(), delay_s: float = 0.0) -> None:
+        self.silent_from, self.delay_s = silent_from, delay_s
+        self.threads: set[str] = set()
+
+    def transcribe(self, samples: np.ndarray) -> Transcript:
+        self.threads.add(threading.current_thread().name)
+        time.sleep(self.delay_s)
+        first = int(samples[0])
+        text = "" if first in self.silent_from else f"utterance from chunk {first}."
+        return Transcript(text=text, language="en", no_speech_prob=0.9 if not text else 0.1, asr_ms=5.0)
+
+
+@dataclass
+class Prediction:
+    emotion: str
+    scores: dict[str, float]
+    modalities: dict[str, bool]
+    features_ms: float = 1.0
+    fusion_ms: float = 2.0
+
+
+@dataclass
+class RecordingSession:
+    """Keeps every input, like a causal context, and says how many it has seen."""
+
+    seen: list[dict] = field(default_factory=list)
+    threads: set[str] = field(default_factory=set)
+
+    def add(self, utterance: dict) -> Prediction:
+        self.threads.add(threading.current_thread().name)
+        self.seen.append(utterance)
+        visual = bool(utterance["frames"])
+        return Prediction("neutral", {"neutral": 0.7, "joy": 0.3}, {"text": True, "audio": True, "visual": visual})
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.results: list[EmotionResult] = []
+
+    def emit(self, result: EmotionResult) -> None:
+        self.results.append(result)
+
+
+def make_input(segment: SpeechSegment, transcript: Transcript) -> dict:
+    return {"text": transcript.text, "audio": segment.samples, "frames": [f.rgb for f in segment.frames]}
+
+
+def build(source: ListSource, asr: ScriptedAsr, n: int = 10, **options: object) -> tuple[Pipeline, ListSink, RecordingSession]:
+    sink, session = ListSink(), RecordingSession()
+    pipeline = Pipeline(
+        stream_id="harness",
+        model_id="fake",
+        source=source,
+        segmenter=EveryNChunks(n),
+        transcriber=asr,
+        session=session,
+        make_input=make_input,
+        sinks=[sink],
+        options=PipelineOptions(**options),
+    )
+    return pipeline, sink, session
+
+
+def test_events_out_match_frames_in_at_end_of_stream() -> None:
+    frame = VideoFrame(np.zeros((4, 4, 3), np.uint8), 0.05)
+    items = chunks(1) + [frame] + chunks(34, start=1)  # 35 chunks: 3 full segments + a flushed tail of 5
+    asr = ScriptedAsr()
+    pipeline, sink, session = build(ListSource(items), asr, realtime=False)
+    metrics = asyncio.run(pipeline.run())
+
+    assert [r.utterance_id for r in sink.results] == [1, 2, 3, 4]
+    assert [r.text for r in sink.results] == [f"utterance from chunk {i}." for i in (0, 10, 20, 30)]
+    assert sink.results[-1].end_s == pytest.approx(35 * CHUNK / SAMPLE_RATE_HZ)
+    assert sink.results[0].modalities["visual"] and not sink.results[1].modalities["visual"]
+    assert all(r.timings_ms.asr == 5.0 and r.timings_ms.fusion == 2.0 for r in sink.results)
+    assert all(r.timings_ms.segment_to_publish >= 0 for r in sink.results)
+    assert len(session.seen) == 4 and session.seen[0]["audio"].shape == (10 * CHUNK,)
+    assert (metrics.audio_chunks, metrics.video_frames, metrics.segments, metrics.results) == (35, 1, 4, 4)
+    assert metrics.segment_to_publish.count == 4
+
+
+def test_blocking_stages_run_off_the_event_loop() -> None:
+    asr = ScriptedAsr()
+    pipeline, _, session = build(ListSource(chunks(20)), asr, realtime=False)
+    asyncio.run(pipeline.run())
+    assert asr.threads == {"asr-harness_0"}
+    assert session.threads == {"emotion-harness_0"}
+
+
+def test_empty_transcripts_are_counted_not_published() -> None:
+    asr = ScriptedAsr(silent_from={10})
+    pipeline, sink, _ = build(ListSource(chunks(30)), asr, realtime=False)
+    metrics = asyncio.run(pipeline.run())
+    assert [r.text for r in sink.results] == ["utterance from chunk 0.", "utterance from chunk 20."]
+    assert [r.utterance_id for r in sink.results] == [1, 2]
+    assert metrics.empty_transcripts == 1
+
+
+def test_stop_finishes_the_in_flight_utterance() -> None:
+    source = ListSource([], forever=True)
+
+    async def scenario() -> tuple[Pipeline, ListSink]:
+        pipeline, sink, _ = build(source, ScriptedAsr(), n=10)
+        run = asyncio.create_task(pipeline.run())
+        while len(sink.results) < 2:
+            await asyncio.sleep(0.01)
+        pipeline.stop()
+        await asyncio.wait_for(run, 10)
+        return pipeline, sink
+
+    pipeline, sink = asyncio.run(scenario())
+    assert source.closed
+    ids = [r.utterance_id for r in sink.results]
+    assert ids == list(range(1, len(ids) + 1))
+    # The last result is the partial utterance the VAD was holding when capture stopped.
+    assert pipeline.metrics.segments == len(ids)
+    assert sink.results[-1].end_s == pytest.approx(pipeline.metrics.stream_end_s)
+
+
+def test_full_asr_queue_drops_oldest_in_realtime_and_counts_it() -> None:
+    asr = ScriptedAsr(delay_s=0.05)
+    pipeline, sink, _ = build(ListSource(chunks(100)), asr, n=5, segment_queue_size=1, realtime=True)
+    metrics = asyncio.run(pipeline.run())
+    assert metrics.segments == 20
+    assert metrics.segments_dropped > 0
+    assert metrics.results + metrics.segments_dropped == metrics.segments
+    assert [r.utterance_id for r in sink.results] == list(range(1, metrics.results + 1))
+
+
+def test_full_asr_queue_waits_without_realtime() -> None:
+    asr = ScriptedAsr(delay_s=0.01)
+    pipeline, sink, _ = build(ListSource(chunks(100)), asr, n=5, segment_queue_size=1, realtime=False)
+    metrics = asyncio.run(pipeline.run())
+    assert metrics.segments_dropped == 0 and metrics.results == 20 == len(sink.results)
+
+
+def test_stage_error_propagates_and_stops_the_loop() -> None:
+    class BrokenAsr(ScriptedAsr):
+        def transcribe(self, samples: np.ndarray) -> Transcript:
+            raise RuntimeError("asr broke")
+
+    source = ListSource([], forever=True)
+    pipeline, _, _ = build(source, BrokenAsr())
+    with pytest.raises(RuntimeError, match="asr broke"):
+        asyncio.run(asyncio.wait_for(pipeline.run(), 10))
+    assert source.closed
+
+
+def test_abort_returns_at_once() -> None:
+    async def scenario() -> Pipeline:
+        pipeline, _, _ = build(ListSource([], forever=True), ScriptedAsr(delay_s=0.2))
+        run = asyncio.create_task(pipeline.run())
+        await asyncio.sleep(0.3)
+        pipeline.abort()
+        await asyncio.wait_for(run, 5)
+        return pipeline
+
+    pipeline = asyncio.run(scenario())
+    assert pipeline.metrics.segments > 0

@@ -1,0 +1,91 @@
+"""Training on a small synthetic conversation set; the causal checkpoint end to end."""
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from engines.checkpoint import load_checkpoint
+from engines.m2fnet import M2FNetConfig
+from engines.stream import UtteranceInput, load_recognizer
+from engines.text_encoder import TextEncoderConfig
+from training.config import OptimConfig, TrainConfig
+from training.data import Dialogue, Utterance, load_dialogues
+from training.train import encode_for_checkpoint, predict_probabilities, train_model
+
+CUES = {"joy": "this is wonderful, I love it", "anger": "I hate this, it makes me furious", "sadness": "I miss her so much, I am crying"}
+
+
+def synthetic(path, dialogues, offset=0):
+    rows = []
+    labels = list(CUES)
+    for d in range(dialogues):
+        for turn in range(4):
+            label = labels[(d + turn * 2) % 3]
+            rows.append({"dialogue_id": d + offset, "utterance_id": turn, "speaker": "AB"[turn % 2], "text": CUES[label], "emotion": label})
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def small_config(causal: bool) -> TrainConfig:
+    return TrainConfig(
+        text=TextEncoderConfig(finetune_top_layers=1, past_utterances=2, future_utterances=0 if causal else 1),
+        model=M2FNetConfig(hidden_dim=64, feedforward_dim=128, dialogue_heads=4, fusion_heads=4, fusion_layers=2, causal=causal),
+        optim=OptimConfig(epochs=5, dialogues_per_batch=2, head_lr=1e-3, encoder_lr=1e-4),
+    )
+
+
+@pytest.fixture(scope="module")
+def causal_checkpoint(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("synthetic")
+    train, dev = synthetic(folder / "train.jsonl", 12), synthetic(folder / "dev.jsonl", 4, offset=100)
+    best = train_model(small_config(causal=True), train, dev, folder / "ckpt", seed=0)
+    return folder, best
+
+
+def test_loss_falls_and_dev_beats_chance(causal_checkpoint):
+    folder, best = causal_checkpoint
+    history = json.loads((folder / "ckpt" / "checkpoint.json").read_text())["history"]
+    assert history[-1]["train_loss"] < history[0]["train_loss"] * 0.7
+    assert best["weighted_f1"] > 80.0
+
+
+def test_causal_predictions_ignore_later_utterances(causal_checkpoint):
+    folder, _ = causal_checkpoint
+    checkpoint = load_checkpoint(folder / "ckpt")
+    dialogue = load_dialogues(folder / "dev.jsonl")[0]
+    changed = Dialogue(dialogue.dialogue_id, [*dialogue.utterances[:2]] + [
+        replace(u, text="Completely different words about the weather.") for u in dialogue.utterances[2:]
+    ])
+    probs = [predict_probabilities(checkpoint.encoder, checkpoint.network, encode_for_checkpoint(checkpoint, [d]))[0]
+             for d in (dialogue, changed)]
+    assert torch.allclose(probs[0][:2], probs[1][:2], atol=1e-5)
+    assert not torch.allclose(probs[0][2:], probs[1][2:], atol=1e-3)
+
+
+def test_streaming_session_matches_offline_and_carries_context(causal_checkpoint):
+    folder, _ = causal_checkpoint
+    recognizer = load_recognizer(folder / "ckpt")
+    dialogue = load_dialogues(folder / "dev.jsonl")[0]
+    checkpoint = recognizer.checkpoint
+    offline = predict_probabilities(checkpoint.encoder, checkpoint.network, encode_for_checkpoint(checkpoint, [dialogue]))[0]
+    session = recognizer.new_session(max_context_utterances=16)
+    for row, utterance in enumerate(dialogue.utterances):
+        prediction = session.add(UtteranceInput(text=utterance.text, speaker=utterance.speaker))
+        live = torch.tensor([prediction.scores[label] for label in recognizer.labels])
+        assert torch.allclose(live, offline[row], atol=1e-4)
+        assert prediction.modalities == {"text": True, "audio": False, "visual": False}
+    fresh = recognizer.new_session(max_context_utterances=16).add(UtteranceInput(text=dialogue.utterances[-1].text, speaker="B"))
+    assert fresh.scores != prediction.scores
+
+
+def test_offline_checkpoint_is_refused_for_live_use(tmp_path):
+    train, dev = synthetic(tmp_path / "t.jsonl", 4), synthetic(tmp_path / "d.jsonl", 2, offset=50)
+    config = small_config(causal=False)
+    config.optim.epochs = 1
+    train_model(config, train, dev, tmp_path / "offline")
+    from engines.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="not causal"):
+        load_recognizer(tmp_path / "offline")

@@ -1,0 +1,127 @@
+"""The training CLI contract: train -> evaluate -> predict, on MELD CSV and on a 6-label JSONL set."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MELD_DEV = ROOT.parent / "shared" / "datasets" / "meld" / "dev_sent_emo.csv"
+TINY_CONFIG = """
+text: {encoder: minilm, finetune_top_layers: 1, past_utterances: 1, future_utterances: 1}
+model: {hidden_dim: 64, feedforward_dim: 128, dialogue_heads: 4, fusion_heads: 4, fusion_layers: 2}
+optim: {epochs: 2, dialogues_per_batch: 4}
+"""
+
+
+def run(*args, env_cache: Path) -> subprocess.CompletedProcess:
+    env = {"HF_HUB_OFFLINE": "1", "M2FNET_CACHE_DIR": str(env_cache), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "training", *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def meld_slices(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("meld")
+    lines = MELD_DEV.read_text(encoding="utf-8").splitlines(keepends=True)
+    (folder / "train.csv").write_text("".join(lines[:161]), encoding="utf-8")
+    (folder / "dev.csv").write_text(lines[0] + "".join(lines[161:241]), encoding="utf-8")
+    (folder / "tiny.yaml").write_text(TINY_CONFIG)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(meld_slices, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    out = meld_slices / "ckpt"
+    result = run("train", "--config", str(meld_slices / "tiny.yaml"), "--train", str(meld_slices / "train.csv"),
+                 "--dev", str(meld_slices / "dev.csv"), "--out", str(out), "--seed", "1", env_cache=cache)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out, cache, result
+
+
+def test_train_writes_a_complete_checkpoint(trained):
+    out, _, result = trained
+    assert {"model.safetensors", "config.yaml", "labels.json", "checkpoint.json"} <= {p.name for p in out.iterdir()}
+    meta = json.loads((out / "checkpoint.json").read_text())
+    assert meta["encoder"] == "minilm" and meta["seed"] == 1
+    assert len(meta["history"]) == 2
+    assert "dev w-F1" in result.stderr and "epoch 2" in result.stderr
+
+
+def test_second_run_reads_the_text_cache(trained, meld_slices):
+    _, cache, _ = trained
+    result = run("train", "--config", str(meld_slices / "tiny.yaml"), "--train", str(meld_slices / "train.csv"),
+                 "--dev", str(meld_slices / "dev.csv"), "--out", str(meld_slices / "again"), env_cache=cache)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "encoded" not in result.stderr
+
+
+def test_evaluate_prints_and_writes_the_report(trained, meld_slices):
+    out, cache, _ = trained
+    report_path = meld_slices / "report" / "dev.json"
+    result = run("evaluate", "--checkpoint", str(out), "--data", str(meld_slices / "dev.csv"), "--report", str(report_path), env_cache=cache)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(report_path.read_text())
+    assert report["n_utterances"] == 80
+    assert set(report) >= {"weighted_f1", "accuracy", "macro_f1", "per_class", "labels"}
+    assert 0 <= report["weighted_f1"] <= 100 and 0 <= report["accuracy"] <= 100
+    assert set(report["per_class"]) == set(report["labels"])
+    assert sum(c["support"] for c in report["per_class"].values()) == 80
+    assert report_path.with_suffix(".confusion.png").stat().st_size > 1000
+    assert f"weighted_f1 {report['weighted_f1']:.2f}" in result.stdout
+    meta = json.loads((out / "checkpoint.json").read_text())
+    assert abs(meta["dev"]["weighted_f1"] - report["weighted_f1"]) < 1.0
+
+
+def test_predict_writes_one_line_per_utterance(trained, meld_slices):
+    out, cache, _ = trained
+    target = meld_slices / "pred.jsonl"
+    result = run("predict", "--checkpoint", str(out), "--data", str(meld_slices / "dev.csv"), "--out", str(target), env_cache=cache)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [json.loads(line) for line in target.read_text().splitlines()]
+    labels = json.loads((out / "labels.json").read_text())
+    assert len(rows) == 80
+    assert all(r["predicted"] in labels and abs(sum(r["probabilities"].values()) - 1) < 1e-3 for r in rows)
+    assert {"dialogue_id", "utterance_id"} <= set(rows[0])
+
+
+def test_six_label_jsonl_trains_and_evaluates(tmp_path):
+    labels = ["happy", "sad", "angry", "calm", "scared", "bored"]
+    words = {"happy": "wonderful great", "sad": "miserable crying", "angry": "furious hate",
+             "calm": "fine okay", "scared": "terrified help", "bored": "dull whatever"}
+    lines = []
+    for dialogue in range(24):
+        for turn in range(3):
+            label = labels[(dialogue + turn) % 6]
+            lines.append(json.dumps({"dialogue_id": f"s{dialogue}", "utterance_id": turn, "speaker": "AB"[turn % 2],
+                                     "text": f"I feel {words[label]} today", "emotion": label}))
+    (tmp_path / "train.jsonl").write_text("\n".join(lines[:54]) + "\n")
+    (tmp_path / "dev.jsonl").write_text("\n".join(lines[54:]) + "\n")
+    (tmp_path / "tiny.yaml").write_text(TINY_CONFIG.replace("epochs: 2", "epochs: 6"))
+    cache = tmp_path / "cache"
+    result = run("train", "--config", str(tmp_path / "tiny.yaml"), "--train", str(tmp_path / "train.jsonl"),
+                 "--dev", str(tmp_path / "dev.jsonl"), "--out", str(tmp_path / "ck"), env_cache=cache)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(json.loads((tmp_path / "ck" / "labels.json").read_text())) == sorted(labels)
+    result = run("evaluate", "--checkpoint", str(tmp_path / "ck"), "--data", str(tmp_path / "dev.jsonl"),
+                 "--report", str(tmp_path / "r.json"), env_cache=cache)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["n_utterances"] == 18 and len(report["per_class"]) == 6
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["evaluate", "--checkpoint", "/nonexistent/ck", "--data", str(MELD_DEV)], "checkpoint /nonexistent/ck: missing"),
+        (["train", "--train", "/nope.csv", "--dev", str(MELD_DEV), "--out", "/tmp/x"], "/nope.csv: no such file"),
+        (["train", "--config", "nosuch", "--train", str(MELD_DEV), "--dev", str(MELD_DEV), "--out", "/tmp/x"], "nosuch.yaml: no such config"),
+    ],
+)
+def test_user_errors_are_one_line_without_traceback(args, message, tmp_path):
+    result = run(*args, env_cache=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
