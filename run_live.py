@@ -1,7 +1,8 @@
 """Live emotion recognition: capture -> VAD -> Whisper -> M2FNet -> MQTT (+ console, JSON lines).
 
-    python run_live.py --source demo
-    python run_live.py --source talk.mp4 --no-realtime --mqtt mqtt://localhost:1883 --jsonl -
+Examples: `python run_live.py --source demo` (embedded broker, its URL printed);
+`python run_live.py --source talk.mp4 --no-realtime --mqtt mqtt://localhost:1883 --jsonl -`.
+User errors print one line `error: ...` on stderr and exit with status 2.
 """
 
 from __future__ import annotations
@@ -15,13 +16,17 @@ for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Progress bars and notices of model loading would break the one-line error contract on stderr.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
-import argparse  # noqa: E402 (the environment above must be set first)
-import asyncio  # noqa: E402
-import logging  # noqa: E402
-import sys  # noqa: E402
-from contextlib import ExitStack  # noqa: E402
-from typing import TextIO  # noqa: E402
+import argparse
+import asyncio
+import logging
+import sys
+from contextlib import ExitStack
+from typing import TextIO
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -38,28 +43,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-realtime", action="store_true", help="process a file as fast as possible, not at real-time pace"
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log progress (-v) or everything (-vv) on stderr"
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     for noisy in ("amqtt", "transitions", "faster_whisper", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
+    from engines.errors import CheckpointError
     from realtime.app import run_stream
     from realtime.capture import DeviceError, MediaError
     from realtime.config import ConfigError, load_live_config
     from realtime.publish import BrokerUnreachableError, MqttSettingError
+    from realtime.transcribe import AsrModelError
 
-    from engines.errors import CheckpointError
-
-    user_errors = (MediaError, DeviceError, BrokerUnreachableError, MqttSettingError, ConfigError, CheckpointError)
+    user_errors = (
+        MediaError,
+        DeviceError,
+        BrokerUnreachableError,
+        MqttSettingError,
+        ConfigError,
+        CheckpointError,
+        AsrModelError,
+    )
     console: TextIO = sys.stderr if args.jsonl == "-" else sys.stdout
     try:
         config = load_live_config(args.config)
@@ -69,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
 
             def on_broker(url: str, stream_id: str) -> None:
                 prefix = config.mqtt.topic_prefix
-                print(f"MQTT {url}  topics {prefix}/{stream_id}/utterance, /available", file=console, flush=True)
+                print(
+                    f"MQTT {url}  topics {prefix}/{stream_id}/utterance, /available", file=console, flush=True
+                )
 
             asyncio.run(run_stream(config, args.source, console=console, jsonl=jsonl, on_broker=on_broker))
     except user_errors as exc:
@@ -78,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _apply_flags(config, args: argparse.Namespace) -> None:  # noqa: ANN001 (LiveConfig, imported lazily)
+def _apply_flags(config, args: argparse.Namespace) -> None:
     if args.checkpoint:
         config.checkpoint_dir = args.checkpoint
     if args.mqtt:
@@ -100,7 +117,7 @@ def _open_jsonl(target: str | None, stack: ExitStack) -> TextIO | None:
     from realtime.config import ConfigError
 
     try:
-        return stack.enter_context(open(target, "w", encoding="utf-8"))  # noqa: SIM115 (closed by the stack)
+        return stack.enter_context(open(target, "w", encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"--jsonl {target}: cannot write ({exc.strerror})") from None
 

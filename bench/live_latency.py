@@ -16,20 +16,22 @@ for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-import argparse  # noqa: E402 (the environment above must be set first)
-import asyncio  # noqa: E402
-import copy  # noqa: E402
-import logging  # noqa: E402
-import resource  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import asyncio
+import copy
+import logging
+import resource
+import sys
+import time
+from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from realtime.app import StreamReport, run_stream  # noqa: E402
-from realtime.config import load_live_config  # noqa: E402
+from realtime.app import StreamReport, run_stream
+from realtime.config import load_live_config
 
 STAGES = ("vad_chunk", "vad", "asr", "features", "fusion", "segment_to_publish")
 
@@ -61,8 +63,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("clips", nargs="*", help="media files to run besides the demo")
     parser.add_argument("--config", help="YAML options (default: built-in defaults)")
+    parser.add_argument("--checkpoint", help="recognizer checkpoint directory (default: the shipped one)")
     parser.add_argument("--mqtt", help="mqtt://host:port (default: an embedded broker)")
-    parser.add_argument("--modes", nargs="+", default=["no-realtime", "realtime"], choices=["no-realtime", "realtime"])
+    parser.add_argument(
+        "--modes", nargs="+", default=["no-realtime", "realtime"], choices=["no-realtime", "realtime"]
+    )
     parser.add_argument("--no-demo", action="store_true", help="only the clips given")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -70,6 +75,8 @@ def main() -> int:
     base = load_live_config(args.config)
     if args.mqtt:
         base.mqtt.url = args.mqtt
+    if args.checkpoint:
+        base.checkpoint_dir = args.checkpoint
     sources = ([] if args.no_demo else ["demo"]) + args.clips
     print(f"cpu cores: {os.cpu_count()}  asr model: {base.asr.model}  threads per component: 1")
     for source in sources:

@@ -47,7 +47,9 @@ class LogMel(nn.Module):
         super().__init__()
         self.hop = config.hop_samples
         self.n_fft = config.window_samples
-        filters = FeatureExtractor.get_mel_filters(config.sample_rate_hz, config.window_samples, config.n_mels)
+        filters = FeatureExtractor.get_mel_filters(
+            config.sample_rate_hz, config.window_samples, config.n_mels
+        )
         self.register_buffer("filters", torch.from_numpy(filters.astype(np.float32)), persistent=False)
         self.register_buffer("window", torch.hann_window(config.window_samples), persistent=False)
 

@@ -35,7 +35,9 @@ def modality_of(model: nn.Module) -> str:
     raise TypeError(f"not an extractor: {type(model).__name__}")
 
 
-def new_extractor(modality: str, config: AudioExtractorConfig | VisualExtractorConfig | None = None) -> nn.Module:
+def new_extractor(
+    modality: str, config: AudioExtractorConfig | VisualExtractorConfig | None = None
+) -> nn.Module:
     if modality == "audio":
         return AudioExtractor(config)
     if modality == "visual":
@@ -88,5 +90,7 @@ def load_extractor(folder: str | Path) -> AudioExtractor | VisualExtractor:
         model = new_extractor(meta["modality"], config)
         model.load_state_dict(load_file(str(Path(folder) / WEIGHTS_FILE)))
     except (TypeError, RuntimeError) as error:
-        raise ExtractorError(f"{folder}: weights do not match the config ({str(error).splitlines()[0]})") from None
+        raise ExtractorError(
+            f"{folder}: weights do not match the config ({str(error).splitlines()[0]})"
+        ) from None
     return model.eval()

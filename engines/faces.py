@@ -61,7 +61,7 @@ class FaceDetector:
                     model_selection=1 if self.options.full_range else 0,
                     min_detection_confidence=self.options.min_score,
                 )
-            except Exception as error:  # noqa: BLE001 - any failure to start mediapipe means: use the fallback
+            except Exception as error:
                 if self.options.backend == "mediapipe":
                     raise
                 logger.warning("mediapipe face detection unavailable (%s); using OpenCV Haar cascade", error)
@@ -93,7 +93,15 @@ class FaceDetector:
         for detection in result.detections or []:
             rel = detection.location_data.relative_bounding_box
             boxes.append(
-                _clip_box(rel.xmin * width, rel.ymin * height, rel.width * width, rel.height * height, width, height, detection.score[0])
+                _clip_box(
+                    rel.xmin * width,
+                    rel.ymin * height,
+                    rel.width * width,
+                    rel.height * height,
+                    width,
+                    height,
+                    detection.score[0],
+                )
             )
         return boxes
 
@@ -102,14 +110,16 @@ class FaceDetector:
 
         height, width = rgb.shape[:2]
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        found = self._haar.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(self.options.min_face_px,) * 2)
+        found = self._haar.detectMultiScale(
+            gray, scaleFactor=1.1, minNeighbors=5, minSize=(self.options.min_face_px,) * 2
+        )
         # The cascade gives no confidence; 1.0 keeps FaceBox uniform across backends.
         return [_clip_box(x, y, w, h, width, height, 1.0) for x, y, w, h in np.reshape(found, (-1, 4))]
 
 
 def _clip_box(x: float, y: float, w: float, h: float, width: int, height: int, score: float) -> FaceBox:
-    x0, y0 = int(round(max(0.0, x))), int(round(max(0.0, y)))
-    x1, y1 = int(round(min(float(width), x + w))), int(round(min(float(height), y + h)))
+    x0, y0 = round(max(0.0, float(x))), round(max(0.0, float(y)))
+    x1, y1 = round(min(float(width), float(x + w))), round(min(float(height), float(y + h)))
     return FaceBox(x0, y0, max(x0, x1), max(y0, y1), float(score))
 
 
@@ -192,7 +202,9 @@ class FaceMeshGeometry:
         from mediapipe.python.solutions import face_mesh
 
         # static_images=False tracks between frames (faster on video) but needs consecutive frames of one stream.
-        self._mesh = face_mesh.FaceMesh(static_image_mode=static_images, max_num_faces=max_faces, refine_landmarks=False)
+        self._mesh = face_mesh.FaceMesh(
+            static_image_mode=static_images, max_num_faces=max_faces, refine_landmarks=False
+        )
 
     def __call__(self, rgb: np.ndarray) -> list[FaceGeometry]:
         height, width = rgb.shape[:2]

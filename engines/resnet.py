@@ -37,7 +37,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_ch)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_ch != out_ch:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.relu(self.bn1(self.conv1(x)))
@@ -63,7 +65,9 @@ class ResNetTrunk(nn.Module):
         for index, count in enumerate(config.blocks):
             out_ch = w * 2**index
             stride = 1 if index == 0 else 2
-            layers = [BasicBlock(in_ch, out_ch, stride)] + [BasicBlock(out_ch, out_ch, 1) for _ in range(count - 1)]
+            layers = [BasicBlock(in_ch, out_ch, stride)] + [
+                BasicBlock(out_ch, out_ch, 1) for _ in range(count - 1)
+            ]
             stages.append(nn.Sequential(*layers))
             in_ch = out_ch
         self.stages = nn.Sequential(*stages)

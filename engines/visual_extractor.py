@@ -167,7 +167,13 @@ def collate_visual(inputs: list[VisualInput]) -> VisualBatch:
         scenes[row, :n] = x.scenes
         faces[row, :n, :m], weights[row, :n, :m], geometry[row, :n, :m] = x.faces, x.face_weights, x.geometry
         mask[row, :n] = True
-    return VisualBatch(_to_float(scenes), torch.from_numpy(mask), _to_float(faces), torch.from_numpy(weights), torch.from_numpy(geometry))
+    return VisualBatch(
+        _to_float(scenes),
+        torch.from_numpy(mask),
+        _to_float(faces),
+        torch.from_numpy(weights),
+        torch.from_numpy(geometry),
+    )
 
 
 class _Encoder(nn.Module):
@@ -241,7 +247,9 @@ def encode_frames(
     return VisualFeatures(vector, prepared.face_present)
 
 
-def embed_frames(model: VisualExtractor, frames: list[np.ndarray], preparer: FramePreparer | None = None) -> np.ndarray | None:
+def embed_frames(
+    model: VisualExtractor, frames: list[np.ndarray], preparer: FramePreparer | None = None
+) -> np.ndarray | None:
     """(600,) float32 or None when there are no frames. Use `encode_frames` to also get `face_present`."""
     features = encode_frames(model, frames, preparer)
     return None if features is None else features.vector

@@ -7,13 +7,16 @@ models load. Shutdown always closes the MQTT side cleanly: queued results, then 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import re
 import signal
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO, TypeVar
+from typing import Self, TextIO, TypeVar
 
 from realtime.broker import EmbeddedBroker
 from realtime.capture import open_source
@@ -57,29 +60,31 @@ async def run_stream(
 ) -> StreamReport:
     """Run one stream until its source ends or SIGINT/SIGTERM; return what it did.
 
-    `on_broker(url, stream_id)` is called once the broker is reachable (before the models load).
+    `on_broker(url, stream_id)` is called once the broker is reachable and the models are loaded,
+    before the first chunk is read.
     """
-    media = open_source(source, config.capture)
     stream_id = config.stream_id or default_stream_id(source)
+    address = parse_mqtt_url(config.mqtt.url) if config.mqtt.url else None
+    with _native_stderr_silenced(enabled=_is_device(source) and not logger.isEnabledFor(logging.DEBUG)):
+        media = open_source(source, config.capture)
     broker: EmbeddedBroker | None = None
-    if config.mqtt.url:
-        address = parse_mqtt_url(config.mqtt.url)
-    else:
-        broker = EmbeddedBroker()
-        address = parse_mqtt_url(await broker.start())
-    publisher = MqttPublisher(address, config.mqtt)
-    channel = publisher.open_stream(stream_id)
+    publisher: MqttPublisher | None = None
     metrics = PipelineMetrics()
     try:
+        if address is None:
+            broker = EmbeddedBroker()
+            address = parse_mqtt_url(await broker.start())
+        publisher = MqttPublisher(address, config.mqtt)
+        channel = publisher.open_stream(stream_id)
         with _Signals() as signals:
             await publisher.start()
-            if on_broker is not None:
-                on_broker(address.url, stream_id)
             loaded = await signals.unless_stopped(_load_models(config))
             if loaded is None:
                 logger.info("stream %s: stopped before the models were loaded", stream_id)
                 return StreamReport(stream_id, address.url, metrics, publisher.metrics)
             transcriber, recognizer = loaded
+            if on_broker is not None:
+                on_broker(address.url, stream_id)
             sinks = [channel]
             if console is not None:
                 sinks.append(ConsoleSink(console))
@@ -106,13 +111,41 @@ async def run_stream(
             metrics.segments_dropped,
         )
     finally:
-        await publisher.close()
+        media.close()
+        if publisher is not None:
+            await publisher.close()
         if broker is not None:
             await broker.stop()
     return StreamReport(stream_id, address.url, metrics, publisher.metrics)
 
 
-def utterance_input(segment: SpeechSegment, transcript: Transcript):  # noqa: ANN201 (engines is imported lazily)
+def _is_device(source: str) -> bool:
+    return source in ("mic", "live", "webcam") or source.startswith("webcam:")
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced(enabled: bool) -> Iterator[None]:
+    """Mute file descriptor 2 while devices are probed.
+
+    ALSA, JACK and OpenCV's backends print their probing noise from C straight to fd 2, which would
+    bury the one-line error a missing device gets. Python-level errors are unaffected (raised, not
+    printed). Run with -vv to see the noise.
+    """
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def utterance_input(segment: SpeechSegment, transcript: Transcript):
     """The recognizer's input for one utterance: transcript, its audio and the frames shown meanwhile."""
     from engines.stream import UtteranceInput
 
@@ -124,7 +157,7 @@ def utterance_input(segment: SpeechSegment, transcript: Transcript):  # noqa: AN
     )
 
 
-async def _load_models(config: LiveConfig):  # noqa: ANN202 (engines is imported lazily)
+async def _load_models(config: LiveConfig):
     """Whisper and the recognizer, loaded side by side in worker threads."""
     import torch
 
@@ -165,7 +198,7 @@ class _Signals:
         task.cancel()
         return None
 
-    def __enter__(self) -> _Signals:
+    def __enter__(self) -> Self:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._handle)

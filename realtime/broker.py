@@ -42,7 +42,7 @@ class EmbeddedBroker:
         self._broker = Broker(config)
         await self._broker.start()
         # amqtt does not expose the bound port; with port 0 it is only known from the listening socket.
-        server = self._broker._servers["default"].instance  # noqa: SLF001
+        server = self._broker._servers["default"].instance
         self.port = server.sockets[0].getsockname()[1]
         logger.info("embedded MQTT broker listening on %s", self.url)
         return self.url

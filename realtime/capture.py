@@ -12,7 +12,7 @@ import heapq
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -481,15 +481,19 @@ class LiveSource:
     async def stream(self) -> AsyncIterator[AudioChunk | VideoFrame]:
         origin = time.monotonic()
         self._mic.origin_monotonic_s = self._camera.origin_monotonic_s = origin
-        async for item in _merge([self._mic.stream(), self._camera.stream()]):
-            yield item
+        merged = _merge([self._mic.stream(), self._camera.stream()])
+        try:
+            async for item in merged:
+                yield item
+        finally:
+            await merged.aclose()
 
     def close(self) -> None:
         self._mic.close()
         self._camera.close()
 
 
-async def _merge(streams: list[AsyncIterator[Item]]) -> AsyncIterator[Item]:
+async def _merge(streams: list[AsyncIterator[Item]]) -> AsyncGenerator[Item, None]:
     """Items of several streams in arrival order; the first error or end of any stream ends all."""
     pending = {asyncio.ensure_future(anext(s)): s for s in streams}
     try:
@@ -508,11 +512,10 @@ async def _merge(streams: list[AsyncIterator[Item]]) -> AsyncIterator[Item]:
             future.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         for stream in streams:
-            aclose: Callable[[], object] | None = getattr(stream, "aclose", None)
-            if aclose is not None:
+            if isinstance(stream, AsyncGenerator):
                 try:
-                    await aclose()  # type: ignore[misc]
-                except RuntimeError:
+                    await stream.aclose()
+                except RuntimeError:  # a generator whose pending step was just cancelled may refuse it
                     logger.debug("source already closing")
 
 

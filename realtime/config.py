@@ -17,6 +17,17 @@ from realtime.publish import MqttOptions
 from realtime.transcribe import AsrOptions
 from realtime.vad import VadOptions
 
+_RANGES: dict[str, tuple[float, float]] = {
+    "pipeline.max_context_utterances": (1, 10_000),
+    "pipeline.segment_queue_size": (1, 10_000),
+    "pipeline.utterance_queue_size": (1, 10_000),
+    "mqtt.qos": (0, 2),
+    "mqtt.outbox_max_messages": (1, 10_000_000),
+    "vad.threshold": (0.0, 1.0),
+    "vad.max_utterance_s": (0.5, 3600.0),
+}
+"""Bounds of the settings whose bad values would otherwise fail deep inside a component."""
+
 
 class ConfigError(ValueError):
     """A config file that cannot be used; the message names the file and the key."""
@@ -58,6 +69,11 @@ def load_live_config(path: str | Path | None) -> LiveConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"config {path}: expected a mapping of sections at the top level")
     _apply(config, data, path, prefix="")
+    for name, (low, high) in _RANGES.items():
+        section, key = name.split(".")
+        value = getattr(getattr(config, section), key)
+        if not low <= value <= high:
+            raise ConfigError(f"config {path}: '{name}' must be between {low} and {high}, got {value!r}")
     return config
 
 

@@ -48,7 +48,13 @@ class SpeechSegment:
 
 @dataclass(frozen=True, slots=True)
 class Transcript:
+    """Whisper's text for one segment; `text` is "" when the segment was judged silence."""
+
     text: str
     language: str
     no_speech_prob: float
     asr_ms: float
+    avg_logprob: float = 0.0
+    """Mean log-probability of the decoded tokens (with `no_speech_prob`, the silence rule's input)."""
+    filtered: str = ""
+    """Why the text was blanked: "empty", "no_speech" or "hallucination"; "" when it was kept."""

@@ -213,19 +213,24 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         while (item := await self._segments.get()) is not _END:
             assert isinstance(item, SpeechSegment)
-            transcript = await loop.run_in_executor(self._asr_pool, self._transcriber.transcribe, item.samples)
+            transcript = await loop.run_in_executor(
+                self._asr_pool, self._transcriber.transcribe, item.samples
+            )
             if not _SPOKEN.search(transcript.text):
                 self.metrics.empty_transcripts += 1
                 logger.info(
-                    "stream %s: segment %.2f-%.2f s has no transcript (no_speech_prob %.2f): not published",
+                    "stream %s: segment %.2f-%.2f s has no transcript (%s, no_speech_prob %.2f): not published",
                     self.stream_id,
                     item.start_s,
                     item.end_s,
+                    getattr(transcript, "filtered", "") or "empty",
                     transcript.no_speech_prob,
                 )
                 continue
             await self._utterances.put(_Transcribed(item, transcript))
-            self.metrics.utterance_queue_peak = max(self.metrics.utterance_queue_peak, self._utterances.qsize())
+            self.metrics.utterance_queue_peak = max(
+                self.metrics.utterance_queue_peak, self._utterances.qsize()
+            )
         await self._utterances.put(_END)
 
     async def _emotion_worker(self) -> None:

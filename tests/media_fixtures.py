@@ -3,6 +3,7 @@ public-domain astronaut face (skimage), and data sets whose label lives in one m
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import subprocess
@@ -39,14 +40,36 @@ def have_espeak() -> bool:
     return shutil.which("espeak-ng") is not None
 
 
-needs_espeak = pytest.mark.skipif(not have_espeak(), reason="espeak-ng not installed (apt-get install espeak-ng)")
+needs_espeak = pytest.mark.skipif(
+    not have_espeak(), reason="espeak-ng not installed (apt-get install espeak-ng)"
+)
 
 
-def espeak(path: Path, text: str = NEUTRAL_TEXT, voice: str = "en-us", pitch: int = 50, rate_wpm: int = 175, amplitude: int = 100) -> Path:
+def espeak(
+    path: Path,
+    text: str = NEUTRAL_TEXT,
+    voice: str = "en-us",
+    pitch: int = 50,
+    rate_wpm: int = 175,
+    amplitude: int = 100,
+) -> Path:
     """A wav (22.05 kHz mono) of `text` spoken by espeak-ng."""
     path.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        ["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(rate_wpm), "-a", str(amplitude), "-w", str(path), text],
+        [
+            "espeak-ng",
+            "-v",
+            voice,
+            "-p",
+            str(pitch),
+            "-s",
+            str(rate_wpm),
+            "-a",
+            str(amplitude),
+            "-w",
+            str(path),
+            text,
+        ],
         check=True,
         capture_output=True,
     )
@@ -59,7 +82,9 @@ def read_wav_16k(path: Path) -> np.ndarray:
     return decode_audio(path)
 
 
-def write_clip(path: Path, frames: list[np.ndarray], fps: int = 10, audio_16k: np.ndarray | None = None) -> Path:
+def write_clip(
+    path: Path, frames: list[np.ndarray], fps: int = 10, audio_16k: np.ndarray | None = None
+) -> Path:
     """An mp4 (H.264, plus AAC audio when given) like MELD's clips."""
     path.parent.mkdir(parents=True, exist_ok=True)
     height, width = frames[0].shape[:2]
@@ -71,7 +96,9 @@ def write_clip(path: Path, frames: list[np.ndarray], fps: int = 10, audio_16k: n
             audio = container.add_stream("aac", rate=16_000)
             audio.layout = "mono"
         for frame in frames:
-            for packet in video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+            for packet in video.encode(
+                av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            ):
                 container.mux(packet)
         for packet in video.encode():
             container.mux(packet)
@@ -91,8 +118,9 @@ def write_clip(path: Path, frames: list[np.ndarray], fps: int = 10, audio_16k: n
     return path
 
 
+@functools.cache
 def astronaut_face() -> np.ndarray:
-    """The astronaut's head with some margin, RGB uint8 (~150 x 130)."""
+    """The astronaut's head with some margin, RGB uint8 (~150 x 130). Do not modify: it is shared."""
     from skimage import data
 
     x0, y0, x1, y1 = ASTRONAUT_FACE
@@ -113,7 +141,7 @@ def face_frame(
     frame[:] = background
     head = astronaut_face()
     scale = face_px / head.shape[1]
-    head = cv2.resize(head, (face_px, int(head.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    head = cv2.resize(head, (face_px, int(head.shape[0] * scale)), interpolation=cv2.INTER_AREA)  # a copy
     if mouth_open > 0:
         # The mouth sits ~76% down the face box; the head crop adds 30 px above it.
         x0, y0, x1, y1 = ASTRONAUT_FACE
@@ -133,10 +161,12 @@ def _write_jsonl(path: Path, records: list[dict]) -> Path:
     return path
 
 
-def make_audio_cue_set(root: Path, cue: bool = True, repeats: int = 4, seed: int = 0) -> tuple[Path, Path]:
+def make_audio_cue_set(
+    root: Path, cue: bool = True, repeats: int = 4, seed: int = 0, strength: float = 1.0
+) -> tuple[Path, Path]:
     """train.jsonl / test.jsonl of one-utterance dialogues, a fixed neutral text, and speech whose pitch,
     rate and loudness follow the label (cue=True) or a random label (cue=False: the control). Train and
-    test use different espeak voices."""
+    test use different espeak voices. `strength` scales the classes' distance from neutral."""
     rng = np.random.default_rng(seed)
     labels = list(SPEECH_CUES)
     paths = []
@@ -146,7 +176,10 @@ def make_audio_cue_set(root: Path, cue: bool = True, repeats: int = 4, seed: int
             for label in labels:
                 for repeat in range(repeats):
                     source = label if cue else labels[int(rng.integers(len(labels)))]
-                    pitch, rate, amp = SPEECH_CUES[source]
+                    pitch, rate, amp = (
+                        base + strength * (value - base)
+                        for value, base in zip(SPEECH_CUES[source], SPEECH_CUES["neutral"])
+                    )
                     name = f"{split}-{voice.replace('+', '_')}-{label}-{repeat}"
                     espeak(
                         root / "audio" / f"{name}.wav",
@@ -156,15 +189,23 @@ def make_audio_cue_set(root: Path, cue: bool = True, repeats: int = 4, seed: int
                         amplitude=int(amp + rng.integers(-8, 9)),
                     )
                     records.append(
-                        {"dialogue_id": name, "utterance_id": 0, "speaker": voice, "text": NEUTRAL_TEXT,
-                         "emotion": label, "audio": f"audio/{name}.wav"}
+                        {
+                            "dialogue_id": name,
+                            "utterance_id": 0,
+                            "speaker": voice,
+                            "text": NEUTRAL_TEXT,
+                            "emotion": label,
+                            "audio": f"audio/{name}.wav",
+                        }
                     )
         order = rng.permutation(len(records))
         paths.append(_write_jsonl(root / f"{split}.jsonl", [records[i] for i in order]))
     return paths[0], paths[1]
 
 
-def make_visual_cue_set(root: Path, cue: bool = True, repeats: int = 4, frames: int = 16, seed: int = 0) -> tuple[Path, Path]:
+def make_visual_cue_set(
+    root: Path, cue: bool = True, repeats: int = 4, frames: int = 16, seed: int = 0
+) -> tuple[Path, Path]:
     """train.jsonl / test.jsonl with video clips of the astronaut whose mouth opening follows the label
     (cue=True) or is random (cue=False). Train and test use different backgrounds, face sizes and places."""
     rng = np.random.default_rng(seed)
@@ -184,22 +225,32 @@ def make_visual_cue_set(root: Path, cue: bool = True, repeats: int = 4, frames: 
                             face_px=face_px,
                             centre=(cx + 0.01 * np.sin(i / 3), cy),
                             background=background,
-                            mouth_open=float(np.clip(openness + rng.normal(0, 0.05), 0, 1)) if openness else 0.0,
+                            mouth_open=float(np.clip(openness + rng.normal(0, 0.05), 0, 1))
+                            if openness
+                            else 0.0,
                         )
                         for i in range(frames)
                     ]
                     name = f"{split}-look{look_index}-{label}-{repeat}"
                     write_clip(root / "video" / f"{name}.mp4", clip)
                     records.append(
-                        {"dialogue_id": name, "utterance_id": 0, "speaker": f"look{look_index}", "text": NEUTRAL_TEXT,
-                         "emotion": label, "video": f"video/{name}.mp4"}
+                        {
+                            "dialogue_id": name,
+                            "utterance_id": 0,
+                            "speaker": f"look{look_index}",
+                            "text": NEUTRAL_TEXT,
+                            "emotion": label,
+                            "video": f"video/{name}.mp4",
+                        }
                     )
         order = rng.permutation(len(records))
         paths.append(_write_jsonl(root / f"{split}.jsonl", [records[i] for i in order]))
     return paths[0], paths[1]
 
 
-MELD_HEADER = "Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,Season,Episode,StartTime,EndTime\n"
+MELD_HEADER = (
+    "Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,Season,Episode,StartTime,EndTime\n"
+)
 
 
 def make_meld_tree(root: Path, nested: bool = False) -> dict[str, set[str]]:

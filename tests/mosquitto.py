@@ -23,12 +23,15 @@ def free_port() -> int:
 class Mosquitto:
     """One mosquitto process; `stop()` and `start()` again keep the same port (restart tests)."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, persistence: bool = False) -> None:
+        """With `persistence`, sessions and queued QoS 1 messages survive `stop()` + `start()` (not `kill()`)."""
         self.port = port or free_port()
         self.config = workdir / f"mosquitto-{self.port}.conf"
+        store = (
+            f"persistence true\npersistence_location {workdir}/\n" if persistence else "persistence false\n"
+        )
         self.config.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "log_dest stderr\nlog_type error\n"
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n{store}log_dest stderr\nlog_type error\n"
         )
         self.log = workdir / f"mosquitto-{self.port}.log"
         self._process: subprocess.Popen[bytes] | None = None

@@ -26,18 +26,18 @@ TIMING_KEYS = ["vad", "asr", "features", "fusion", "segment_to_publish"]
 
 
 def make_result(**overrides: object) -> EmotionResult:
-    fields = dict(
-        stream_id="cam-1",
-        utterance_id=3,
-        start_s=1.23456,
-        end_s=2.5,
-        text="I can't believe it — wow!",
-        emotion="surprise",
-        scores={"neutral": 0.1, "surprise": 0.8, "joy": 0.1},
-        modalities={"text": True, "audio": True, "visual": False},
-        model="m2fnet-meld-causal",
-        timings_ms=StageTimings(vad=0.4, asr=812.345, features=20.0, fusion=3.0, segment_to_publish=850.0),
-    )
+    fields = {
+        "stream_id": "cam-1",
+        "utterance_id": 3,
+        "start_s": 1.23456,
+        "end_s": 2.5,
+        "text": "I can't believe it — wow!",
+        "emotion": "surprise",
+        "scores": {"neutral": 0.1, "surprise": 0.8, "joy": 0.1},
+        "modalities": {"text": True, "audio": True, "visual": False},
+        "model": "m2fnet-meld-causal",
+        "timings_ms": StageTimings(vad=0.4, asr=812.345, features=20.0, fusion=3.0, segment_to_publish=850.0),
+    }
     fields.update(overrides)
     return EmotionResult(**fields)
 

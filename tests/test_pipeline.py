@@ -1,7 +1,8 @@
-"""Frames-in / events-out harness of the live loop's wiring.
+"""Frames-in / events-out harness of the live loop.
 
-The stages here are stand-ins so that control flow (ordering, end of stream, stop, full queues,
-empty transcripts, executors) can be driven exactly; the real stages run in test_run_live_e2e.py.
+Most stages here are stand-ins so that control flow (ordering, end of stream, stop, full queues,
+empty transcripts, executors) can be driven exactly. The last test feeds known speech through the
+real VAD and Whisper; every stage is real in test_run_live_e2e.py.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
+from conftest import SpeechAudio
 
 from realtime.frames import SAMPLE_RATE_HZ, AudioChunk, SpeechSegment, Transcript, VideoFrame
 from realtime.messages import EmotionResult
@@ -23,7 +25,9 @@ CHUNK = 512
 
 def chunks(n: int, start: int = 0) -> list[AudioChunk]:
     """`n` 32 ms chunks; every sample holds its chunk index, so a segment's samples name its chunks."""
-    return [AudioChunk(np.full(CHUNK, i, np.float32), i * CHUNK / SAMPLE_RATE_HZ) for i in range(start, start + n)]
+    return [
+        AudioChunk(np.full(CHUNK, i, np.float32), i * CHUNK / SAMPLE_RATE_HZ) for i in range(start, start + n)
+    ]
 
 
 class ListSource:
@@ -31,7 +35,7 @@ class ListSource:
         self.items, self.forever = items, forever
         self.closed = False
 
-    async def stream(self):  # noqa: ANN201
+    async def stream(self):
         try:
             for item in self.items:
                 await asyncio.sleep(0)
@@ -113,7 +117,9 @@ class RecordingSession:
         self.threads.add(threading.current_thread().name)
         self.seen.append(utterance)
         visual = bool(utterance["frames"])
-        return Prediction("neutral", {"neutral": 0.7, "joy": 0.3}, {"text": True, "audio": True, "visual": visual})
+        return Prediction(
+            "neutral", {"neutral": 0.7, "joy": 0.3}, {"text": True, "audio": True, "visual": visual}
+        )
 
 
 class ListSink:
@@ -128,7 +134,9 @@ def make_input(segment: SpeechSegment, transcript: Transcript) -> dict:
     return {"text": transcript.text, "audio": segment.samples, "frames": [f.rgb for f in segment.frames]}
 
 
-def build(source: ListSource, asr: ScriptedAsr, n: int = 10, **options: object) -> tuple[Pipeline, ListSink, RecordingSession]:
+def build(
+    source: ListSource, asr: ScriptedAsr, n: int = 10, **options: object
+) -> tuple[Pipeline, ListSink, RecordingSession]:
     sink, session = ListSink(), RecordingSession()
     pipeline = Pipeline(
         stream_id="harness",
@@ -240,3 +248,37 @@ def test_abort_returns_at_once() -> None:
 
     pipeline = asyncio.run(scenario())
     assert pipeline.metrics.segments > 0
+
+
+def test_real_vad_and_whisper_frames_in_events_out(espeak_wav: SpeechAudio) -> None:
+    """Chunks of known speech in; one event per sentence out, at the sentence's time, with its words."""
+    import jiwer
+
+    from realtime.transcribe import AsrOptions, Transcriber
+    from realtime.vad import VadOptions, VadSegmenter
+
+    samples = espeak_wav.samples
+    items = [AudioChunk(samples[i : i + CHUNK], i / SAMPLE_RATE_HZ) for i in range(0, len(samples), CHUNK)]
+    sink, session = ListSink(), RecordingSession()
+    pipeline = Pipeline(
+        stream_id="real",
+        model_id="recording",
+        source=ListSource(items),
+        segmenter=VadSegmenter(VadOptions()),
+        transcriber=Transcriber(AsrOptions()),
+        session=session,
+        make_input=make_input,
+        sinks=[sink],
+        options=PipelineOptions(realtime=False),
+    )
+    metrics = asyncio.run(pipeline.run())
+
+    assert len(sink.results) == len(espeak_wav.sentences), [r.text for r in sink.results]
+    for result, (start_s, end_s) in zip(sink.results, espeak_wav.spans_s, strict=True):
+        assert result.start_s <= start_s + 0.1 and result.end_s >= end_s - 0.1
+        assert result.start_s >= start_s - 0.5 and result.end_s <= end_s + 0.6
+    normalise = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces()])
+    wer = jiwer.wer([normalise(s) for s in espeak_wav.sentences], [normalise(r.text) for r in sink.results])
+    assert wer <= 0.35, [r.text for r in sink.results]
+    assert [u["text"] for u in session.seen] == [r.text for r in sink.results]
+    assert metrics.empty_transcripts == 0 and metrics.vad_chunk.count == len(items)

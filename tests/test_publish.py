@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import uuid
+from typing import Self
 
 import aiomqtt
 import pytest
@@ -47,7 +48,7 @@ class Subscriber:
         self.port, self.topic_filter = port, topic_filter
         self.messages: list[tuple[str, str, bool]] = []
 
-    async def __aenter__(self) -> Subscriber:
+    async def __aenter__(self) -> Self:
         self._client = aiomqtt.Client("127.0.0.1", self.port)
         await self._client.__aenter__()
         await self._client.subscribe(self.topic_filter, qos=1)
@@ -58,7 +59,7 @@ class Subscriber:
         async for message in self._client.messages:
             self.messages.append((str(message.topic), message.payload.decode(), message.retain))
 
-    async def wait_for(self, predicate, timeout_s: float = 20.0) -> None:  # noqa: ANN001
+    async def wait_for(self, predicate, timeout_s: float = 20.0) -> None:
         async with asyncio.timeout(timeout_s):
             while not predicate(self.messages):
                 await asyncio.sleep(0.02)
@@ -97,7 +98,9 @@ def test_parse_mqtt_url(url: str, host: str, port: int, user: str | None, passwo
     assert "cret" not in address.url
 
 
-@pytest.mark.parametrize("url", ["http://host:1883", "mqtt://", "mqtt://host:99999", "mqtt://host:1883/x", "host"])
+@pytest.mark.parametrize(
+    "url", ["http://host:1883", "mqtt://", "mqtt://host:99999", "mqtt://host:1883/x", "host"]
+)
 def test_bad_mqtt_url_is_one_line_naming_it(url: str) -> None:
     with pytest.raises(MqttSettingError) as error:
         parse_mqtt_url(url)

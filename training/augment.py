@@ -56,9 +56,17 @@ def time_warp(mel: torch.Tensor, options: AudioAugmentOptions, generator: torch.
         centre = int(frames * (0.25 + 0.5 * torch.rand(1, generator=generator).item()))
         shift = int(frames * options.warp_max * (2 * torch.rand(1, generator=generator).item() - 1))
         target = min(max(centre + shift, 2), frames - 2)
-        left = F.interpolate(mel[row : row + 1, :, :, :centre], size=(mel.shape[2], target), mode="bilinear", align_corners=False)
+        left = F.interpolate(
+            mel[row : row + 1, :, :, :centre],
+            size=(mel.shape[2], target),
+            mode="bilinear",
+            align_corners=False,
+        )
         right = F.interpolate(
-            mel[row : row + 1, :, :, centre:], size=(mel.shape[2], frames - target), mode="bilinear", align_corners=False
+            mel[row : row + 1, :, :, centre:],
+            size=(mel.shape[2], frames - target),
+            mode="bilinear",
+            align_corners=False,
         )
         out[row] = torch.cat([left, right], dim=-1)[0]
     return out

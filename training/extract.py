@@ -26,12 +26,23 @@ from training.features_io import (
     ClipCache,
     clip_identity,
     file_sha1,
-    read_meta as read_features_meta,
     table_name,
     write_meta,
     write_table,
 )
-from training.media import DecodeOptions, MediaClip, MediaError, MediaSource, SkipReport, decode_audio, decode_frames, load_media
+from training.features_io import (
+    read_meta as read_features_meta,
+)
+from training.media import (
+    DecodeOptions,
+    MediaClip,
+    MediaError,
+    MediaSource,
+    SkipReport,
+    decode_audio,
+    decode_frames,
+    load_media,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +100,11 @@ def _prepare_out(out: Path, modality: str, extractor_dir: Path | None, seed: int
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(extractor_dir, target)
     elif not target.is_dir() or read_meta(target)["modality"] != modality:
-        logger.warning("no --extractor given: using an untrained %s extractor (seed %d); train one with pretrain-extractor", modality, seed)
+        logger.warning(
+            "no --extractor given: using an untrained %s extractor (seed %d); train one with pretrain-extractor",
+            modality,
+            seed,
+        )
         torch.manual_seed(seed)
         save_extractor(new_extractor(modality), target, notes={"untrained": True, "seed": seed})
     meta = read_meta(target)
@@ -97,16 +112,43 @@ def _prepare_out(out: Path, modality: str, extractor_dir: Path | None, seed: int
     if features_meta_path.is_file():
         old = read_features_meta(out)
         if old.get("extractor_id") != meta["extractor_id"] or old.get("modality") != modality:
-            logger.warning("%s: tables made with %s are replaced (new extractor %s)", out, old.get("extractor_id"), meta["extractor_id"])
+            logger.warning(
+                "%s: tables made with %s are replaced (new extractor %s)",
+                out,
+                old.get("extractor_id"),
+                meta["extractor_id"],
+            )
             shutil.rmtree(out / "tables", ignore_errors=True)
-            write_meta(out, {**old, "extractor_id": meta["extractor_id"], "modality": modality, "dim": meta["out_dim"], "tables": {}})
+            write_meta(
+                out,
+                {
+                    **old,
+                    "extractor_id": meta["extractor_id"],
+                    "modality": modality,
+                    "dim": meta["out_dim"],
+                    "tables": {},
+                },
+            )
     else:
-        write_meta(out, {"format_version": FORMAT_VERSION, "modality": modality, "dim": meta["out_dim"], "extractor_id": meta["extractor_id"], "tables": {}})
+        write_meta(
+            out,
+            {
+                "format_version": FORMAT_VERSION,
+                "modality": modality,
+                "dim": meta["out_dim"],
+                "extractor_id": meta["extractor_id"],
+                "tables": {},
+            },
+        )
     return meta["extractor_id"], int(meta["out_dim"])
 
 
 def extract_features(
-    data: str | Path, modality: str, out_dir: str | Path, extractor_dir: str | Path | None = None, options: ExtractOptions | None = None
+    data: str | Path,
+    modality: str,
+    out_dir: str | Path,
+    extractor_dir: str | Path | None = None,
+    options: ExtractOptions | None = None,
 ) -> dict[str, SkipReport]:
     """Extracts every clip of `data` (JSONL, MELD CSV, or MELD.Raw folder) into `out_dir`; returns the
     skip report per data file."""
@@ -116,7 +158,9 @@ def extract_features(
         raise DataError(f"--modality: expected audio or visual, got {modality!r}")
     sources = load_media(data)
     try:
-        extractor_id, dim = _prepare_out(out, modality, Path(extractor_dir) if extractor_dir else None, options.seed)
+        extractor_id, dim = _prepare_out(
+            out, modality, Path(extractor_dir) if extractor_dir else None, options.seed
+        )
         model = load_extractor(out / "extractor")
     except ExtractorError as error:
         raise DataError(str(error)) from None
@@ -132,12 +176,20 @@ def extract_features(
     return reports
 
 
-def _extract_source(source: MediaSource, encoder: _ClipEncoder, cache: ClipCache, out: Path, options: ExtractOptions) -> SkipReport:
+def _extract_source(
+    source: MediaSource, encoder: _ClipEncoder, cache: ClipCache, out: Path, options: ExtractOptions
+) -> SkipReport:
     report = SkipReport()
     report.extend(source.report)
     vectors: dict[str, np.ndarray] = {}
     faces: dict[str, bool] = {}
-    bar = tqdm(source.clips, desc=f"{encoder.modality} {source.data_file.name}", unit="clip", disable=not options.progress, file=sys.stderr)
+    bar = tqdm(
+        source.clips,
+        desc=f"{encoder.modality} {source.data_file.name}",
+        unit="clip",
+        disable=not options.progress,
+        file=sys.stderr,
+    )
     for clip in bar:
         path = encoder.media_path(clip)
         if path is None:
@@ -155,9 +207,12 @@ def _extract_source(source: MediaSource, encoder: _ClipEncoder, cache: ClipCache
         except MediaError as error:
             report.add(f"{clip.key} ({path})", str(error))
             continue
-        except Exception as error:  # noqa: BLE001 - one odd file (decoder bug, truncated header) must not end the run
+        except Exception as error:
             logger.debug("unexpected error on %s", path, exc_info=True)
-            report.add(f"{clip.key} ({path})", f"unreadable: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+            report.add(
+                f"{clip.key} ({path})",
+                f"unreadable: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
+            )
             continue
         vectors[clip.key] = cache.vectors[clip_id]
         faces[clip.key] = cache.face_present[clip_id]
@@ -177,12 +232,20 @@ def _extract_source(source: MediaSource, encoder: _ClipEncoder, cache: ClipCache
 
 
 def add_extract_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("extract", help="extract audio or visual features from raw media into a cache folder")
-    parser.add_argument("--data", required=True, help="JSONL with audio/video paths, a MELD CSV, or a MELD.Raw folder")
+    parser = subparsers.add_parser(
+        "extract", help="extract audio or visual features from raw media into a cache folder"
+    )
+    parser.add_argument(
+        "--data", required=True, help="JSONL with audio/video paths, a MELD CSV, or a MELD.Raw folder"
+    )
     parser.add_argument("--modality", required=True, choices=("audio", "visual"))
     parser.add_argument("--out", required=True, help="features folder (created; reruns resume)")
-    parser.add_argument("--extractor", default=None, help="extractor folder from pretrain-extractor (default: untrained)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared small CPU)")
+    parser.add_argument(
+        "--extractor", default=None, help="extractor folder from pretrain-extractor (default: untrained)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 is fastest on a shared small CPU)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -190,7 +253,9 @@ def add_extract_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
 def run_extract(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     try:
-        reports = extract_features(args.data, args.modality, args.out, args.extractor, ExtractOptions(progress=not args.no_progress))
+        reports = extract_features(
+            args.data, args.modality, args.out, args.extractor, ExtractOptions(progress=not args.no_progress)
+        )
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

