@@ -205,7 +205,9 @@ class FileSource:
             audio = container.streams.audio[0] if container.streams.audio else None
             video = container.streams.video[0] if container.streams.video else None
             if video is not None:
-                video.thread_type = "AUTO"
+                # One decoder thread: the cores belong to Whisper and the recognizer (small frames
+                # decode in ~1 ms anyway).
+                video.codec_context.thread_count = 1
             order = _Interleaver(audio is not None and video is not None)
             chunker = _Rechunker(chunk_samples)
             resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE_HZ)
@@ -357,14 +359,20 @@ class MicrophoneSource:
             )
         except (OSError, ValueError) as exc:
             self._audio.terminate()
+            name = device.get("name")
             raise DeviceError(
-                f"cannot open audio input device '{device.get('name')}' at {SAMPLE_RATE_HZ} Hz (pyaudio: {exc})"
+                f"cannot open audio input device '{name}' at {SAMPLE_RATE_HZ} Hz (pyaudio: {exc})"
             ) from None
         self._feed: _ThreadFeed | None = None
         self._samples_seen = 0
         self.overflows = 0
         """Callbacks in which PortAudio reported lost input (the machine could not keep up)."""
         self._closed = False
+
+    @property
+    def dropped(self) -> int:
+        """Chunks discarded because the consumer fell more than `_QUEUE_ITEMS` behind."""
+        return self._feed.dropped if self._feed is not None else 0
 
     def _on_audio(self, data: bytes | None, frames: int, _time: dict, status: int) -> tuple[None, int]:
         # PortAudio's thread: stamp by sample count (the device clock), hand over, never block.
@@ -417,9 +425,15 @@ class WebcamSource:
             raise DeviceError(f"cannot open camera '{self.name}'")
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
+        self._feed: _ThreadFeed | None = None
+
+    @property
+    def dropped(self) -> int:
+        """Frames discarded because the consumer fell more than `_QUEUE_ITEMS` behind."""
+        return self._feed.dropped if self._feed is not None else 0
 
     async def stream(self) -> AsyncIterator[AudioChunk | VideoFrame]:
-        feed = _ThreadFeed(asyncio.get_running_loop(), self.name, lossy=True)
+        feed = self._feed = _ThreadFeed(asyncio.get_running_loop(), self.name, lossy=True)
         self.origin_monotonic_s = self.origin_monotonic_s or time.monotonic()
         self._worker = threading.Thread(target=self._produce, args=(feed,), name="camera", daemon=True)
         self._worker.start()
@@ -536,9 +550,8 @@ def open_source(spec: str, options: CaptureOptions | None = None) -> Source:
         return WebcamSource(int(index_text), options)
     if spec == "demo":
         if not DEMO_CLIP_PATH.is_file():
-            raise MediaError(
-                f"cannot read media file '{DEMO_CLIP_PATH}': missing (build it: python scripts/make_demo_clip.py)"
-            )
+            build = "python scripts/make_demo_clip.py"
+            raise MediaError(f"cannot read media file '{DEMO_CLIP_PATH}': missing (build it: {build})")
         return FileSource(DEMO_CLIP_PATH, options)
     return FileSource(spec, options)
 

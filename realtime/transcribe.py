@@ -5,7 +5,9 @@ Latency lever: `transcribe()` always encodes a padded 30 s window, so a 3 s utte
 silence matters: on VAD-cut espeak utterances, windows padded to the next 1 s made tiny.en repeat the
 sentence until max_length ("X. X. X. ..."), 5 s windows still repeated it twice now and then, while
 windows of >= 10 s and >= 3 s of trailing silence matched the full window's WER with no repeat. A
-result that still repeats itself is redone on the full window.
+short-window result that repeats itself, or that the decoder was unsure of (mean log-probability below
+`log_prob_threshold`: none of 24 real utterances, but base's hallucination on low noise), is redone
+on the full window.
 """
 
 from __future__ import annotations
@@ -134,11 +136,16 @@ class Transcriber:
         window = self._window_frames(frames)
         if window <= FULL_WINDOW_FRAMES:
             text, language, no_speech, log_prob, ratio = self._decode_window(audio, window)
-            if window < FULL_WINDOW_FRAMES and (
-                ratio > self.options.compression_ratio_threshold or _repeats_phrase(text)
-            ):
-                # A false alarm (someone really said it twice) only costs the full window's latency.
-                logger.info("short-window transcript repeats itself: redoing on 30 s: %r", text[:80])
+            repeats = ratio > self.options.compression_ratio_threshold or _repeats_phrase(text)
+            unsure = log_prob < self.options.log_prob_threshold
+            if window < FULL_WINDOW_FRAMES and (repeats or unsure):
+                # Where Whisper would retry at a higher temperature, retry on the window it was trained
+                # on. A false alarm (someone really said it twice) only costs the full window's latency.
+                logger.info(
+                    "short-window transcript %s: redoing on 30 s: %r",
+                    "repeats itself" if repeats else f"unsure (log_prob {log_prob:.2f})",
+                    text[:80],
+                )
                 text, language, no_speech, log_prob, _ = self._decode_window(audio, FULL_WINDOW_FRAMES)
             reason = silence_reason(text, no_speech, log_prob, self.options, self._phrases)
         else:

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from media_fixtures import ASTRONAUT_FACE
 from skimage import data
 
 from engines.faces import (
@@ -13,7 +14,6 @@ from engines.faces import (
     detect_faces,
     geometry_from_landmarks,
 )
-from media_fixtures import ASTRONAUT_FACE
 
 
 def iou(box: FaceBox, ref) -> float:

@@ -7,17 +7,35 @@ import shutil
 
 import numpy as np
 import pytest
-from media_fixtures import NEUTRAL_TEXT, espeak, face_frame, have_espeak, make_meld_tree, read_wav_16k, write_clip
+from media_fixtures import (
+    NEUTRAL_TEXT,
+    espeak,
+    face_frame,
+    have_espeak,
+    make_meld_tree,
+    read_wav_16k,
+    write_clip,
+)
 
 from engines.audio_extractor import AudioExtractor, AudioExtractorConfig
 from engines.extractor_store import save_extractor
 from training.data import DataError
 from training.extract import ExtractOptions, add_extract_parser, extract_features, run_extract
 from training.features_io import load_features
-from training.media import DecodeOptions, MediaError, SkipReport, decode_audio, decode_frames, iemocap_clips, load_media
+from training.media import (
+    DecodeOptions,
+    MediaError,
+    SkipReport,
+    decode_audio,
+    decode_frames,
+    iemocap_clips,
+    load_media,
+)
 from training.pretrain import add_pretrain_extractor_parser, run_pretrain_extractor
 
-pytestmark = pytest.mark.skipif(not have_espeak(), reason="espeak-ng not installed (apt-get install espeak-ng)")
+pytestmark = pytest.mark.skipif(
+    not have_espeak(), reason="espeak-ng not installed (apt-get install espeak-ng)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +53,7 @@ def test_meld_layout_lists_clips_and_skips(tmp_path, nested):
     # dia0_utt2 is corrupt but only decoding can tell: it is listed here and skipped at extraction.
     assert {c.key for c in sources["train"].clips} == expected["train"] | {"0/2"}
     assert {c.key for c in sources["dev"].clips} == expected["dev"]
-    reasons = dict((what.rsplit("/", 1)[-1], why) for what, why in sources["train"].report.items)
+    reasons = {what.rsplit("/", 1)[-1]: why for what, why in sources["train"].report.items}
     assert reasons["._dia0_utt0.mp4"] == "dot-file"
     assert reasons["dia7_utt0.mp4"] == "no annotation row"
     assert reasons["train dia125_utt3"].startswith("known bad clip")
@@ -83,12 +101,24 @@ def test_jsonl_media_in_every_format(tmp_path):
     for fmt, codec in (("flac", "flac"), ("mp3", "libmp3lame")):
         import subprocess
 
-        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(wav), "-c:a", codec, str(tmp_path / f"a.{fmt}")], check=True)
+        subprocess.run(
+            ["ffmpeg", "-loglevel", "error", "-y", "-i", str(wav), "-c:a", codec, str(tmp_path / f"a.{fmt}")],
+            check=True,
+        )
     rows = [
-        {"dialogue_id": f"d{i}", "utterance_id": 0, "speaker": "A", "text": NEUTRAL_TEXT, "emotion": "neutral", "audio": name}
+        {
+            "dialogue_id": f"d{i}",
+            "utterance_id": 0,
+            "speaker": "A",
+            "text": NEUTRAL_TEXT,
+            "emotion": "neutral",
+            "audio": name,
+        }
         for i, name in enumerate(["a.wav", "a.flac", "a.mp3", "c.mp4"])
     ]
-    rows.append({"dialogue_id": "d9", "utterance_id": 0, "speaker": "A", "text": "no media", "emotion": "neutral"})
+    rows.append(
+        {"dialogue_id": "d9", "utterance_id": 0, "speaker": "A", "text": "no media", "emotion": "neutral"}
+    )
     (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     [source] = load_media(tmp_path / "data.jsonl")
     for clip in source.clips[:4]:
@@ -159,25 +189,66 @@ def test_cli_functions(tmp_path, capsys, small_audio_extractor):
     rows = []
     for i, (label, pitch) in enumerate([("low", 20), ("high", 80)] * 3):
         espeak(tmp_path / f"{i}.wav", voice="en-us", pitch=pitch)
-        rows.append({"dialogue_id": i, "utterance_id": 0, "speaker": "A", "text": NEUTRAL_TEXT, "emotion": label, "audio": f"{i}.wav"})
+        rows.append(
+            {
+                "dialogue_id": i,
+                "utterance_id": 0,
+                "speaker": "A",
+                "text": NEUTRAL_TEXT,
+                "emotion": label,
+                "audio": f"{i}.wav",
+            }
+        )
     (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     parser = argparse.ArgumentParser()
     commands = parser.add_subparsers(dest="command")
     add_extract_parser(commands)
     add_pretrain_extractor_parser(commands)
     args = parser.parse_args(
-        ["pretrain-extractor", "--modality", "audio", "--data", str(tmp_path / "d.jsonl"), "--out", str(tmp_path / "x"),
-         "--epochs", "1", "--width", "8", "--no-progress"]
+        [
+            "pretrain-extractor",
+            "--modality",
+            "audio",
+            "--data",
+            str(tmp_path / "d.jsonl"),
+            "--out",
+            str(tmp_path / "x"),
+            "--epochs",
+            "1",
+            "--width",
+            "8",
+            "--no-progress",
+        ]
     )
     assert run_pretrain_extractor(args) == 0
     args = parser.parse_args(
-        ["extract", "--data", str(tmp_path / "d.jsonl"), "--modality", "audio", "--out", str(tmp_path / "f"),
-         "--extractor", str(tmp_path / "x"), "--no-progress"]
+        [
+            "extract",
+            "--data",
+            str(tmp_path / "d.jsonl"),
+            "--modality",
+            "audio",
+            "--out",
+            str(tmp_path / "f"),
+            "--extractor",
+            str(tmp_path / "x"),
+            "--no-progress",
+        ]
     )
     assert run_extract(args) == 0
     assert "nothing skipped" in capsys.readouterr().out
     assert len(load_features(tmp_path / "f").vectors) == 6
     shutil.rmtree(tmp_path / "x")
-    args = parser.parse_args(["extract", "--data", str(tmp_path / "missing.jsonl"), "--modality", "audio", "--out", str(tmp_path / "g")])
+    args = parser.parse_args(
+        [
+            "extract",
+            "--data",
+            str(tmp_path / "missing.jsonl"),
+            "--modality",
+            "audio",
+            "--out",
+            str(tmp_path / "g"),
+        ]
+    )
     assert run_extract(args) == 2
     assert capsys.readouterr().err.startswith("error: ")

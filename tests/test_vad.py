@@ -154,3 +154,29 @@ def test_gap_in_the_audio_closes_the_segment(espeak_wav):
     segmenter.push(AudioChunk(espeak_wav.samples[:middle], 0.0))
     closed = segmenter.push(AudioChunk(np.zeros(512, np.float32), 60.0))
     assert len(closed) == 1 and closed[0].end_s <= middle / SAMPLE_RATE_HZ + 1e-6
+
+
+def test_demo_clip_segments_match_its_ground_truth():
+    import asyncio
+    import json
+
+    from realtime.capture import DEMO_CLIP_PATH, CaptureOptions, FileSource
+
+    truth = json.loads(DEMO_CLIP_PATH.with_suffix(".json").read_text())["utterances"]
+    segmenter = VadSegmenter()
+
+    async def run() -> list[SpeechSegment]:
+        segments: list[SpeechSegment] = []
+        async for item in FileSource(DEMO_CLIP_PATH, CaptureOptions(realtime=False)).stream():
+            if isinstance(item, AudioChunk):
+                segments += segmenter.push(item)
+            else:
+                segmenter.add_frame(item)
+        return segments + segmenter.flush()
+
+    segments = asyncio.run(run())
+    assert len(segments) == len(truth)
+    for segment, utterance in zip(segments, truth, strict=True):
+        assert segment.start_s + PAD_S == pytest.approx(utterance["start_s"], abs=0.1)
+        assert -0.1 <= segment.end_s - PAD_S - utterance["end_s"] <= 0.25
+        assert segment.frames

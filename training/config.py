@@ -25,6 +25,7 @@ class OptimConfig:
     warmup_fraction: float = 0.1  # of all steps, linear warm-up then linear decay
     class_weight_power: float = 0.5  # CE weight per class = (n / count) ** power; 0 = unweighted
     label_smoothing: float = 0.0
+    utterance_loss_weight: float = 0.0  # extra CE on the text vectors alone: a direct signal for the encoder
     modality_dropout: float = 0.2  # chance to hide a non-text modality per utterance while training
     threads: int = 1  # torch threads; on 2 shared cores one thread is fastest
 

@@ -110,7 +110,9 @@ def train_model(
 
     network = M2FNet(config.model)
     optim = config.optim
-    groups = [{"params": list(network.parameters()), "lr": optim.head_lr}]
+    # Deep supervision: a linear probe on the utterance vectors, used in training only.
+    utterance_head = torch.nn.Linear(encoder.hidden_size, len(labels))
+    groups = [{"params": [*network.parameters(), *utterance_head.parameters()], "lr": optim.head_lr}]
     encoder_params = [p for p in encoder.top_layers.parameters() if p.requires_grad]
     if encoder_params:
         groups.append({"params": encoder_params, "lr": optim.encoder_lr})
@@ -146,6 +148,9 @@ def train_model(
             features, present, valid, target = collate(encoder, batch, modalities, optim.modality_dropout)
             logits = network(features, present, valid)
             loss = loss_fn(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+            if optim.utterance_loss_weight:
+                direct = utterance_head(features["text"])
+                loss = loss + optim.utterance_loss_weight * loss_fn(direct.reshape(-1, len(labels)), target.reshape(-1))
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
