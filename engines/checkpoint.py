@@ -8,6 +8,7 @@ and `<modality>_extractor/` for each non-text modality the model was trained wit
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,12 +16,14 @@ import torch
 import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from engines.errors import CheckpointError
 from engines.m2fnet import M2FNet, M2FNetConfig
 from engines.text_encoder import SplitTextEncoder, TextEncoderConfig, load_tokenizer_and_model
 
 WEIGHTS = "model.safetensors"
+MEDIA_MODALITIES = ("audio", "visual")
 
 
 @dataclass
@@ -37,6 +40,34 @@ class Checkpoint:
     @property
     def model_id(self) -> str:
         return self.meta.get("model_id", self.path.name)
+
+    @property
+    def media_modalities(self) -> tuple[str, ...]:
+        return tuple(m for m in self.model_config.modalities if m in MEDIA_MODALITIES)
+
+
+def extractor_path(checkpoint_dir: str | Path, modality: str) -> Path:
+    """Where a checkpoint keeps the extractor that computes its `modality` features from raw media."""
+    return Path(checkpoint_dir) / f"{modality}_extractor"
+
+
+def copy_extractor(out_dir: Path, modality: str, source: Path) -> None:
+    target = extractor_path(out_dir, modality)
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, target)
+
+
+def load_extractors(checkpoint: Checkpoint) -> dict[str, nn.Module]:
+    """modality -> extractor (eval mode) for each audio/visual input of the checkpoint; {} for text only."""
+    if not checkpoint.media_modalities:
+        return {}
+    # Lazy: text-only checkpoints never load the media stack.
+    from engines.extractor_store import ExtractorError, load_extractor
+
+    try:
+        return {m: load_extractor(extractor_path(checkpoint.path, m)) for m in checkpoint.media_modalities}
+    except ExtractorError as error:
+        raise CheckpointError(f"checkpoint {checkpoint.path}: {error}") from None
 
 
 def save_checkpoint(
@@ -70,6 +101,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         model_config = M2FNetConfig(**config["model"])
     except (yaml.YAMLError, json.JSONDecodeError, KeyError, TypeError) as error:
         raise CheckpointError(f"checkpoint {path}: unreadable config ({error})") from None
+    for modality in model_config.modalities:
+        if modality in MEDIA_MODALITIES and not extractor_path(path, modality).is_dir():
+            raise CheckpointError(f"checkpoint {path}: missing {extractor_path(path, modality).name}/")
     tokenizer, base = load_tokenizer_and_model(text_config.encoder)
     encoder = SplitTextEncoder(base, text_config.finetune_top_layers)
     network = M2FNet(model_config)

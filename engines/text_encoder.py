@@ -103,9 +103,17 @@ class SplitTextEncoder(nn.Module):
         self.hidden_size = model.config.hidden_size
         self.frozen = model
         self.frozen.requires_grad_(False)
+        # The top layers are the same modules as the model's last layers: unfreeze them again.
         self.top_layers = nn.ModuleList(layers[self.split_at :])
+        self.top_layers.requires_grad_(True)
         # MPNet's layers take a relative position bias that its encoder computes.
         self._position_bias = getattr(model.encoder, "compute_position_bias", None)
+
+    def train(self, mode: bool = True) -> SplitTextEncoder:
+        """Frozen layers stay in eval mode (no dropout); only the fine-tuned top layers train."""
+        super().train(False)
+        self.top_layers.train(mode)
+        return self
 
     def _mask(self, attention: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         return (1.0 - attention[:, None, None, :].to(dtype)) * torch.finfo(dtype).min

@@ -89,3 +89,17 @@ def test_offline_checkpoint_is_refused_for_live_use(tmp_path):
 
     with pytest.raises(CheckpointError, match="not causal"):
         load_recognizer(tmp_path / "offline")
+
+
+def test_fine_tuning_changes_only_the_top_text_layers(causal_checkpoint):
+    from engines.text_encoder import load_tokenizer_and_model
+
+    folder, _ = causal_checkpoint
+    trained = load_checkpoint(folder / "ckpt").encoder
+    _, pristine = load_tokenizer_and_model("minilm")
+    layers = pristine.encoder.layer
+    split = trained.split_at
+    assert split == len(layers) - 1
+    for i in range(split):
+        assert torch.equal(trained.frozen.encoder.layer[i].output.dense.weight, layers[i].output.dense.weight)
+    assert not torch.allclose(trained.top_layers[0].output.dense.weight, layers[split].output.dense.weight.half().float())

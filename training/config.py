@@ -11,6 +11,7 @@ import yaml
 from engines.m2fnet import M2FNetConfig
 from engines.text_encoder import TextEncoderConfig
 from training.data import DataError
+from training.recipe import RecipeOptions
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -35,19 +36,31 @@ class TrainConfig:
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     model: M2FNetConfig = field(default_factory=M2FNetConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    media: RecipeOptions = field(default_factory=RecipeOptions)
+    """Extractor pretraining and feature extraction for `train --modalities text,audio[,visual]`."""
 
     def validate(self) -> None:
         if self.model.causal and self.text.future_utterances:
             raise DataError("config: a causal model cannot read future utterances (text.future_utterances must be 0)")
 
 
+SECTIONS = {"text": TextEncoderConfig, "model": M2FNetConfig, "optim": OptimConfig, "media": RecipeOptions}
+
+
 def _build(cls, values: dict, where: str):
     names = {f.name: f for f in dataclasses.fields(cls)}
+    defaults = cls()
     kwargs = {}
     for key, value in values.items():
         if key not in names:
             raise DataError(f"{where}: unknown key '{key}' (known: {', '.join(names)})")
-        kwargs[key] = tuple(value) if isinstance(value, list) else value
+        nested = getattr(defaults, key)
+        if dataclasses.is_dataclass(nested):
+            if not isinstance(value, dict):
+                raise DataError(f"{where}.{key}: expected a mapping")
+            kwargs[key] = _build(type(nested), value, f"{where}.{key}")
+        else:
+            kwargs[key] = tuple(value) if isinstance(value, list) else value
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as error:
@@ -66,12 +79,14 @@ def load_config(name_or_path: str | None) -> TrainConfig:
     except yaml.YAMLError as error:
         raise DataError(f"{path}: invalid YAML ({str(error).splitlines()[0]})") from None
     if not isinstance(raw, dict):
-        raise DataError(f"{path}: expected a mapping with sections text, model, optim")
-    sections = {"text": TextEncoderConfig, "model": M2FNetConfig, "optim": OptimConfig}
-    unknown = set(raw) - set(sections)
+        raise DataError(f"{path}: expected a mapping with sections {', '.join(SECTIONS)}")
+    unknown = set(raw) - set(SECTIONS)
     if unknown:
-        raise DataError(f"{path}: unknown section '{sorted(unknown)[0]}' (known: text, model, optim)")
-    config = TrainConfig(**{k: _build(cls, raw.get(k) or {}, f"{path}: {k}") for k, cls in sections.items()})
+        raise DataError(f"{path}: unknown section '{sorted(unknown)[0]}' (known: {', '.join(SECTIONS)})")
+    for name in SECTIONS:
+        if not isinstance(raw.get(name) or {}, dict):
+            raise DataError(f"{path}: {name}: expected a mapping")
+    config = TrainConfig(**{k: _build(cls, raw.get(k) or {}, f"{path}: {k}") for k, cls in SECTIONS.items()})
     config.validate()
     return config
 
@@ -81,8 +96,5 @@ def config_to_dict(config: TrainConfig) -> dict:
 
 
 def config_from_dict(values: dict) -> TrainConfig:
-    return TrainConfig(
-        text=TextEncoderConfig(**values["text"]),
-        model=M2FNetConfig(**values["model"]),
-        optim=OptimConfig(**values["optim"]),
-    )
+    """The inverse of `config_to_dict`; a checkpoint written before a section existed gets its defaults."""
+    return TrainConfig(**{k: _build(cls, values.get(k) or {}, k) for k, cls in SECTIONS.items()})

@@ -15,12 +15,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from engines.checkpoint import Checkpoint, save_checkpoint
+from engines.checkpoint import MEDIA_MODALITIES, Checkpoint, copy_extractor, save_checkpoint
 from engines.m2fnet import M2FNet
 from engines.text_encoder import SplitTextEncoder, load_tokenizer_and_model
 from training.batches import IGNORE, EncodedDialogue, collate, encode_dialogues
 from training.config import TrainConfig, config_to_dict
-from training.data import DataError, check_labels, label_set, load_dialogues
+from training.data import DataError, Dialogue, check_labels, label_set, load_dialogues
+from training.features_io import ModalityFeatures
 from training.metrics import classification_report
 from training.text_cache import TokenStateCache
 
@@ -74,16 +75,52 @@ def class_weights(dialogues: list[EncodedDialogue], num_labels: int, power: floa
     return weights / (weights * torch.tensor([counts.get(i, 0) for i in range(num_labels)])).sum() * total
 
 
+def media_vectors(
+    train: dict[str, ModalityFeatures],
+    dev: dict[str, ModalityFeatures],
+    train_dialogues: list[Dialogue],
+    train_path: str | Path,
+) -> tuple[ModalityVectors, ModalityVectors]:
+    """Checks that each modality's train and dev vectors come from one extractor the checkpoint can carry,
+    and that the training file has some; -> vectors for `encode_dialogues`, train and dev."""
+    if set(train) != set(dev):
+        raise DataError(f"features: the training file has {sorted(train)} but the dev file has {sorted(dev)}")
+    keys = [u.key for d in train_dialogues for u in d.utterances]
+    for modality in sorted(train):
+        ours, theirs = train[modality], dev[modality]
+        if modality not in MEDIA_MODALITIES or {ours.modality, theirs.modality} != {modality}:
+            raise DataError(f"features: {ours.modality} vectors given as {modality!r} (expected audio or visual)")
+        if ours.extractor_id != theirs.extractor_id or ours.dim != theirs.dim:
+            raise DataError(
+                f"{modality} features: train ({ours.extractor_id}) and dev ({theirs.extractor_id}) "
+                "come from different extractors"
+            )
+        if ours.extractor_dir is None:
+            raise DataError(f"{modality} features for {train_path}: no extractor folder to ship with the checkpoint")
+        covered = sum(key in ours.vectors for key in keys)
+        if not covered:
+            raise DataError(
+                f"{train_path}: no utterance has {modality} features (the skipped-*.tsv beside them says why)"
+            )
+        log.info("%s: %d of %d training utterances have vectors; the rest are masked", modality, covered, len(keys))
+    return {m: (f.dim, f.vectors) for m, f in train.items()}, {m: (f.dim, f.vectors) for m, f in dev.items()}
+
+
 def train_model(
     config: TrainConfig,
     train_path: str | Path,
     dev_path: str | Path,
     out_dir: str | Path,
     seed: int = 0,
-    modality_vectors: ModalityVectors | None = None,
+    train_features: dict[str, ModalityFeatures] | None = None,
+    dev_features: dict[str, ModalityFeatures] | None = None,
     extra_meta: dict | None = None,
 ) -> dict:
-    """Trains, keeps the best dev epoch in `out_dir`, returns its dev report."""
+    """Trains, keeps the best dev epoch in `out_dir`, returns its dev report.
+
+    `train_features` / `dev_features`: audio/visual vectors of the training and dev files, one table per
+    file because `Utterance.key` is only unique inside one file. Their extractor is copied into the
+    checkpoint so that evaluation and the live loop compute the same features from raw media."""
     started = time.monotonic()
     out_dir = Path(out_dir)
     torch.set_num_threads(config.optim.threads)
@@ -94,10 +131,12 @@ def train_model(
     if len(labels) < 2:
         raise DataError(f"{train_path}: needs at least two emotion labels, found {labels}")
     check_labels(dev_dialogues, labels, dev_path)
-    modalities = ("text", *sorted(modality_vectors or {}, key=["audio", "visual"].index))
+    train_features, dev_features = train_features or {}, dev_features or {}
+    train_vectors, dev_vectors = media_vectors(train_features, dev_features, train_dialogues, train_path)
+    modalities = ("text", *sorted(train_vectors, key=MEDIA_MODALITIES.index))
     config.model.modalities = modalities
     config.model.num_labels = len(labels)
-    for modality, (dim, _) in (modality_vectors or {}).items():
+    for modality, (dim, _) in train_vectors.items():
         setattr(config.model, f"{modality}_dim", dim)
     config.validate()
 
@@ -105,8 +144,8 @@ def train_model(
     encoder = SplitTextEncoder(base, config.text.finetune_top_layers)
     config.model.text_dim = encoder.hidden_size
     cache = TokenStateCache(f"{config.text.encoder}:{base.name_or_path}", encoder.split_at)
-    train_set = encode_dialogues(train_dialogues, tokenizer, encoder, cache, config.text, labels, modality_vectors)
-    dev_set = encode_dialogues(dev_dialogues, tokenizer, encoder, cache, config.text, labels, modality_vectors)
+    train_set = encode_dialogues(train_dialogues, tokenizer, encoder, cache, config.text, labels, train_vectors)
+    dev_set = encode_dialogues(dev_dialogues, tokenizer, encoder, cache, config.text, labels, dev_vectors)
 
     network = M2FNet(config.model)
     optim = config.optim
@@ -134,14 +173,16 @@ def train_model(
         "train_data": str(train_path),
         "dev_data": str(dev_path),
         "seed": seed,
+        **({"extractors": {m: f.extractor_id for m, f in train_features.items()}} if train_features else {}),
         **(extra_meta or {}),
     }
+    for modality, features in train_features.items():
+        copy_extractor(out_dir, modality, features.extractor_dir)
     best: dict = {"weighted_f1": -1.0}
     history = []
     for epoch in range(1, optim.epochs + 1):
         encoder.train()
         network.train()
-        encoder.frozen.eval()  # frozen layers stay in eval mode; only the top layers use dropout
         total, count = 0.0, 0
         progress = tqdm(batches(train_set, optim.dialogues_per_batch, shuffle=True), desc=f"epoch {epoch}", unit="batch")
         for batch in progress:
