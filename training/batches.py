@@ -68,17 +68,30 @@ def encode_dialogues(
     return out
 
 
-def text_vectors(encoder: SplitTextEncoder, states: list[torch.Tensor], targets: list[tuple[int, int]]) -> torch.Tensor:
-    """Runs the fine-tuned top layers over a padded batch of utterances -> (N, H)."""
-    longest = max(s.shape[0] for s in states)
-    hidden = torch.zeros(len(states), longest, states[0].shape[1])
-    attention = torch.zeros(len(states), longest, dtype=torch.long)
-    target = torch.zeros(len(states), longest, dtype=torch.bool)
-    for row, (state, (start, end)) in enumerate(zip(states, targets)):
-        hidden[row, : state.shape[0]] = state.float()
-        attention[row, : state.shape[0]] = 1
-        target[row, start:end] = True
-    return encoder.top(hidden, attention, target)
+def text_vectors(
+    encoder: SplitTextEncoder, states: list[torch.Tensor], targets: list[tuple[int, int]], chunk_size: int = 12
+) -> torch.Tensor:
+    """Runs the fine-tuned top layers over the utterances -> (N, H).
+
+    Utterances are grouped by length before padding: padding every utterance of a batch to the
+    longest one roughly doubled the cost of fine-tuning."""
+    order = sorted(range(len(states)), key=lambda i: states[i].shape[0])
+    pieces = []
+    for begin in range(0, len(order), chunk_size):
+        rows = order[begin : begin + chunk_size]
+        longest = states[rows[-1]].shape[0]
+        hidden = torch.zeros(len(rows), longest, states[0].shape[1])
+        attention = torch.zeros(len(rows), longest, dtype=torch.long)
+        target = torch.zeros(len(rows), longest, dtype=torch.bool)
+        for row, index in enumerate(rows):
+            start, end = targets[index]
+            hidden[row, : states[index].shape[0]] = states[index].float()
+            attention[row, : states[index].shape[0]] = 1
+            target[row, start:end] = True
+        pieces.append(encoder.top(hidden, attention, target))
+    inverse = torch.empty(len(order), dtype=torch.long)
+    inverse[torch.tensor(order)] = torch.arange(len(order))
+    return torch.cat(pieces)[inverse]
 
 
 def collate(
