@@ -53,6 +53,8 @@ def extractor_path(checkpoint_dir: str | Path, modality: str) -> Path:
 
 def copy_extractor(out_dir: Path, modality: str, source: Path) -> None:
     target = extractor_path(out_dir, modality)
+    if Path(source).resolve() == target.resolve():
+        return
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(source, target)
 

@@ -1,7 +1,8 @@
 """Streaming inference: one session per conversation stream, holding its rolling causal context.
 
-Each new utterance is encoded once; M2FNet then runs over the last N utterances and the newest
-row is the result. Blocking: the live loop calls `add` from an executor, never the event loop.
+Each new utterance is encoded once (text, and audio / visual with the checkpoint's own extractors when
+it was trained with them); M2FNet then runs over the last N utterances and the newest row is the
+result. Blocking: the live loop calls `add` from an executor, never the event loop.
 """
 
 from __future__ import annotations
@@ -10,13 +11,17 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from engines.checkpoint import Checkpoint, load_checkpoint
+from engines.checkpoint import Checkpoint, load_checkpoint, load_extractors
 from engines.errors import CheckpointError
 from engines.text_encoder import build_input
+
+if TYPE_CHECKING:
+    from engines.visual_extractor import FramePreparer
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "models" / "m2fnet-meld-causal"
 
@@ -54,6 +59,8 @@ class Recognizer:
         self.labels = checkpoint.labels
         self.model_id = checkpoint.model_id
         self.modalities = checkpoint.model_config.modalities
+        # Shared by sessions: inference in eval mode only reads the weights.
+        self.extractors = load_extractors(checkpoint)
 
     def new_session(self, max_context_utterances: int = 12) -> RecognizerSession:
         return RecognizerSession(self, max_context_utterances)
@@ -66,6 +73,32 @@ class RecognizerSession:
         self.recognizer = recognizer
         # Older utterances fall out of the window by design: the model is causal and windowed.
         self.context: deque[_ContextEntry] = deque(maxlen=max_context_utterances)
+        # Face detectors are not thread-safe and a session runs on one executor thread: one per session,
+        # started on first use, in that thread.
+        self._frame_preparer: FramePreparer | None = None
+
+    def _media_features(self, utterance: UtteranceInput) -> dict[str, torch.Tensor | None]:
+        """Audio/visual vectors for the modalities the checkpoint uses; None (masked) where the input is
+        missing, never a made-up vector."""
+        # Imported here: a text-only checkpoint never loads the media stack (load_extractors neither).
+        from engines.audio_extractor import embed_audio
+        from engines.visual_extractor import FramePreparer, encode_frames
+
+        extractors = self.recognizer.extractors
+        out: dict[str, torch.Tensor | None] = {}
+        if "audio" in extractors:
+            audio = None if utterance.audio is None else embed_audio(extractors["audio"], utterance.audio)
+            out["audio"] = None if audio is None else torch.from_numpy(audio)
+        if "visual" in extractors:
+            visual = None
+            if utterance.frames:
+                if self._frame_preparer is None:
+                    self._frame_preparer = FramePreparer(extractors["visual"].config)
+                visual = encode_frames(extractors["visual"], utterance.frames, self._frame_preparer)
+            # Frames without a face still count, as in training: extraction keeps such a clip with its
+            # scene half and a zero face half (face_present is recorded, not used to mask).
+            out["visual"] = None if visual is None else torch.from_numpy(visual.vector)
+        return out
 
     @torch.no_grad()
     def add(self, utterance: UtteranceInput) -> EmotionPrediction:
@@ -81,7 +114,8 @@ class RecognizerSession:
         target[0, start:end] = True
         hidden = checkpoint.encoder.bottom(ids, attention)
         vector = checkpoint.encoder.top(hidden, attention, target)[0]
-        self.context.append(_ContextEntry(utterance.text, speaker, vector))
+        media = self._media_features(utterance) if self.recognizer.extractors else {}
+        self.context.append(_ContextEntry(utterance.text, speaker, vector, media))
         features_ms = (time.perf_counter() - started) * 1000
 
         started = time.perf_counter()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,6 +132,59 @@ def espeak_wav(tmp_path_factory: pytest.TempPathFactory) -> SpeechAudio:
 def talking_clip(tmp_path_factory: pytest.TempPathFactory, espeak_wav: SpeechAudio) -> TalkingClip:
     """`espeak_wav`'s speech over astronaut frames at 10 fps, 320x240, as an mp4."""
     return make_talking_clip(tmp_path_factory.mktemp("clip") / "talking.mp4", espeak_wav)
+
+
+RECIPE_CONFIG = """
+text: {encoder: minilm, finetune_top_layers: 0, past_utterances: 0, future_utterances: 0}
+model:
+  {causal: true, hidden_dim: 32, feedforward_dim: 64, dialogue_heads: 2, fusion_heads: 2, fusion_layers: 1}
+optim: {epochs: 3, dialogues_per_batch: 8, head_lr: 0.001}
+media:
+  pretrain: {epochs: 2, lr: 0.001, batch_size: 12, progress: false, audio: {width: 8}}
+  extract: {progress: false}
+"""
+
+
+@dataclass(frozen=True)
+class RecipeCheckpoint:
+    """A causal text+audio checkpoint made by `python -m training train --modalities text,audio`."""
+
+    path: Path
+    train: Path
+    dev: Path
+    """One-utterance dialogues of espeak-ng speech (tests/media_fixtures.make_audio_cue_set)."""
+    cache: Path
+    """The run's M2FNET_CACHE_DIR: recipe work folder and feature caches."""
+    result: subprocess.CompletedProcess
+
+
+def run_training_cli(*args: str, cache: Path) -> subprocess.CompletedProcess:
+    env = {"HF_HUB_OFFLINE": "1", "M2FNET_CACHE_DIR": str(cache), "PATH": "/usr/bin:/bin"}
+    env["OMP_NUM_THREADS"] = "1"
+    command = [sys.executable, "-m", "training", *args]
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run(
+        command, check=False, cwd=root, capture_output=True, text=True, env=env, timeout=600
+    )
+
+
+@pytest.fixture(scope="session")
+def text_audio_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> RecipeCheckpoint:
+    """The one-command recipe on a tiny generated set (12 training clips, 6 dev clips, small networks)."""
+    from media_fixtures import have_espeak, make_audio_cue_set
+
+    if not have_espeak():
+        pytest.skip("espeak-ng not installed (apt-get install espeak-ng)")
+    root = tmp_path_factory.mktemp("recipe")
+    train, dev = make_audio_cue_set(root / "data", repeats=1)
+    (root / "tiny.yaml").write_text(RECIPE_CONFIG)
+    out, cache = root / "ckpt", root / "cache"
+    result = run_training_cli(
+        "train", "--config", str(root / "tiny.yaml"), "--modalities", "text,audio",
+        "--train", str(train), "--dev", str(dev), "--out", str(out), cache=cache,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return RecipeCheckpoint(out, train, dev, cache, result)
 
 
 # A real Mosquitto for the publisher and end-to-end tests (tests/mosquitto.py).

@@ -116,10 +116,14 @@ def fusion(evidence, tmp_path_factory):
 
     modality, train, test, (_, train_features, test_features), _ = evidence
     out = tmp_path_factory.mktemp(f"{modality}-m2fnet")
-    # Generated keys are unique across the two files, so one dict can serve train and dev here.
-    vectors = {modality: (train_features.dim, {**train_features.vectors, **test_features.vectors})}
     with_modality = train_model(
-        small_m2fnet_config(), train, test, out / "with", seed=0, modality_vectors=vectors
+        small_m2fnet_config(),
+        train,
+        test,
+        out / "with",
+        seed=0,
+        train_features={modality: train_features},
+        dev_features={modality: test_features},
     )
     text_only = train_model(small_m2fnet_config(), train, test, out / "text", seed=0)
     print(

@@ -1,4 +1,5 @@
-"""The training CLI contract: train -> evaluate -> predict, on MELD CSV and on a 6-label JSONL set."""
+"""The training CLI contract: train -> evaluate -> predict, on MELD CSV, on a 6-label JSONL set, and on a
+text+audio checkpoint made by `train --modalities` (the `text_audio_checkpoint` fixture in conftest.py)."""
 
 import json
 import subprocess
@@ -18,7 +19,7 @@ optim: {epochs: 2, dialogues_per_batch: 4}
 
 def run(*args, env_cache: Path) -> subprocess.CompletedProcess:
     env = {"HF_HUB_OFFLINE": "1", "M2FNET_CACHE_DIR": str(env_cache), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "training", *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run([sys.executable, "-m", "training", *args], check=False, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +119,9 @@ def test_six_label_jsonl_trains_and_evaluates(tmp_path):
         (["evaluate", "--checkpoint", "/nonexistent/ck", "--data", str(MELD_DEV)], "checkpoint /nonexistent/ck: missing"),
         (["train", "--train", "/nope.csv", "--dev", str(MELD_DEV), "--out", "/tmp/x"], "/nope.csv: no such file"),
         (["train", "--config", "nosuch", "--train", str(MELD_DEV), "--dev", str(MELD_DEV), "--out", "/tmp/x"], "nosuch.yaml: no such config"),
+        (["train", "--modalities", "audio", "--train", str(MELD_DEV), "--dev", str(MELD_DEV), "--out", "/tmp/x"], "--modalities: must include text"),
+        (["train", "--features", "/nonexistent/f", "--train", str(MELD_DEV), "--dev", str(MELD_DEV), "--out", "/tmp/x"], "/nonexistent/f: not a features folder"),
+        (["train", "--features", "/f", "--modalities", "text,audio", "--train", str(MELD_DEV), "--dev", str(MELD_DEV), "--out", "/tmp/x"], "give one"),
     ],
 )
 def test_user_errors_are_one_line_without_traceback(args, message, tmp_path):
@@ -125,3 +129,54 @@ def test_user_errors_are_one_line_without_traceback(args, message, tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_recipe_checkpoint_carries_its_extractor(text_audio_checkpoint):
+    ckpt = text_audio_checkpoint.path
+    meta = json.loads((ckpt / "checkpoint.json").read_text())
+    extractor = json.loads((ckpt / "audio_extractor" / "extractor.json").read_text())
+    assert meta["modalities"] == ["text", "audio"]
+    assert meta["extractors"] == {"audio": extractor["extractor_id"]}
+    assert (ckpt / "audio_extractor" / "weights.safetensors").is_file()
+    assert "best epoch" in text_audio_checkpoint.result.stdout
+    # The recipe's features folder is reusable as --features; a second run reuses its extractor.
+    folder = meta["features_dirs"]["audio"]
+    again = run("train", "--config", str(ckpt.parent / "tiny.yaml"), "--features", folder,
+                "--train", str(text_audio_checkpoint.train), "--dev", str(text_audio_checkpoint.dev),
+                "--out", str(ckpt.parent / "again"), env_cache=text_audio_checkpoint.cache)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads((ckpt.parent / "again" / "checkpoint.json").read_text())["extractors"] == meta["extractors"]
+
+
+def test_evaluate_and_predict_compute_features_with_the_checkpoint_extractor(text_audio_checkpoint):
+    ckpt, cache = text_audio_checkpoint.path, text_audio_checkpoint.cache
+    report_path = ckpt.parent / "eval" / "dev.json"
+    result = run("evaluate", "--checkpoint", str(ckpt), "--data", str(text_audio_checkpoint.dev),
+                 "--report", str(report_path), env_cache=cache)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "audio: 6 of 6 utterances have vectors" in result.stderr
+    report = json.loads(report_path.read_text())
+    meta = json.loads((ckpt / "checkpoint.json").read_text())
+    assert report["n_utterances"] == 6
+    # Same extractor, same extraction code: evaluation reproduces the dev score kept at training time.
+    assert abs(report["weighted_f1"] - meta["dev"]["weighted_f1"]) < 1.0
+    assert (cache / "features" / meta["extractors"]["audio"] / "features.json").is_file()
+
+    target = ckpt.parent / "pred.jsonl"
+    result = run("predict", "--checkpoint", str(ckpt), "--data", str(text_audio_checkpoint.train),
+                 "--out", str(target), env_cache=cache)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [json.loads(line) for line in target.read_text().splitlines()]
+    assert len(rows) == 12 and all(abs(sum(r["probabilities"].values()) - 1) < 1e-3 for r in rows)
+
+
+def test_multimodal_checkpoint_without_its_extractor_is_a_user_error(text_audio_checkpoint, tmp_path):
+    import shutil
+
+    broken = tmp_path / "ckpt"
+    shutil.copytree(text_audio_checkpoint.path, broken)
+    shutil.rmtree(broken / "audio_extractor")
+    result = run("evaluate", "--checkpoint", str(broken), "--data", str(text_audio_checkpoint.dev),
+                 env_cache=text_audio_checkpoint.cache)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"error: checkpoint {broken}: missing audio_extractor/"

@@ -1,4 +1,4 @@
-"""`python -m training {train,evaluate,predict}`: the training spine's command line."""
+"""`python -m training {train,evaluate,predict,extract,pretrain-extractor}`: the training command line."""
 
 from __future__ import annotations
 
@@ -12,8 +12,13 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+log = logging.getLogger(__name__)
+
 
 def _parser() -> argparse.ArgumentParser:
+    from training.extract import add_extract_parser
+    from training.pretrain import add_pretrain_extractor_parser
+
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train M2FNet, keep the best dev epoch")
@@ -22,6 +27,14 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--dev", required=True, help="development conversations, for epoch selection")
     train.add_argument("--out", required=True, help="checkpoint directory to write")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--features", help="DIR[,DIR]: audio/visual feature folders made by `extract` for both files"
+    )
+    train.add_argument(
+        "--modalities",
+        help="text,audio[,visual]: the whole recipe in one command (pretrain the extractors on --train, "
+        "extract, train); options in the config's media section",
+    )
     evaluate = commands.add_parser("evaluate", help="weighted F1, accuracy, per-class scores")
     evaluate.add_argument("--checkpoint", required=True)
     evaluate.add_argument("--data", required=True)
@@ -30,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--checkpoint", required=True)
     predict.add_argument("--data", required=True)
     predict.add_argument("--out", required=True, help="JSONL output path")
+    add_extract_parser(commands)
+    add_pretrain_extractor_parser(commands)
     return parser
 
 
@@ -39,11 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("httpx", "transformers", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     from engines.errors import CheckpointError
+    from engines.extractor_store import ExtractorError
     from training.data import DataError
 
     try:
         return COMMANDS[args.command](args)
-    except (DataError, CheckpointError) as error:
+    except (DataError, CheckpointError, ExtractorError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
@@ -57,9 +73,66 @@ def run_train(args) -> int:
     config = load_config(args.config)
     torch.set_num_threads(config.optim.threads)
     command = "python -m training " + " ".join(sys.argv[1:]) if sys.argv else ""
-    best = train_model(config, args.train, args.dev, args.out, seed=args.seed, extra_meta={"command": command})
+    extra_meta = {"command": command}
+    train_features, dev_features, folders = _media_features(args, config)
+    if folders:
+        extra_meta["features_dirs"] = folders
+    best = train_model(
+        config,
+        args.train,
+        args.dev,
+        args.out,
+        seed=args.seed,
+        train_features=train_features,
+        dev_features=dev_features,
+        extra_meta=extra_meta,
+    )
     print(f"best epoch {best['epoch']}: dev weighted F1 {best['weighted_f1']:.2f} -> {args.out}")
     return 0
+
+
+def _names(option: str, value: str) -> list[str]:
+    from training.data import DataError
+
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    if len(set(names)) != len(names):
+        raise DataError(f"{option}: {value!r} names something twice")
+    return names
+
+
+def _media_features(args, config) -> tuple[dict, dict, dict[str, str]]:
+    """-> train and dev features per audio/visual modality, and the folder each came from: read from
+    --features folders, or made by the recipe for --modalities."""
+    from training.data import DataError, check_labels, label_set, load_dialogues
+    from training.features_io import load_features, table_name
+
+    if args.features and args.modalities:
+        raise DataError("--features and --modalities: give one (--modalities makes what --features reads)")
+    train, dev, folders = {}, {}, {}
+    if args.modalities:
+        from engines.text_encoder import CACHE_ROOT
+        from training.recipe import prepare_modalities
+
+        modalities = _names("--modalities", args.modalities)
+        if "text" not in modalities:
+            raise DataError("--modalities: must include text (audio and visual are fused into the text)")
+        # Fail on the data before minutes of extractor pretraining, not after.
+        labels = label_set(load_dialogues(args.train))
+        check_labels(load_dialogues(args.dev), labels, args.dev)
+        # Keyed by the training file, so a rerun (another --out or seed) reuses extractors and features.
+        work_dir = CACHE_ROOT / "recipe" / table_name(args.train)
+        prepared_modalities = prepare_modalities(modalities, args.train, args.dev, work_dir, config.media)
+        for modality, prepared in prepared_modalities.items():
+            train[modality], dev[modality] = prepared.train, prepared.dev
+            folders[modality] = str(prepared.features_dir)
+            log.info("%s features: %s (reuse with --features)", modality, prepared.features_dir)
+    for folder in _names("--features", args.features or ""):
+        features = load_features(folder, args.train)
+        if features.modality in train:
+            raise DataError(f"--features: two {features.modality} folders")
+        train[features.modality], dev[features.modality] = features, load_features(folder, args.dev)
+        folders[features.modality] = folder
+    return train, dev, folders
 
 
 def _load(args):
@@ -73,8 +146,24 @@ def _load(args):
     checkpoint = load_checkpoint(args.checkpoint)
     dialogues = load_dialogues(args.data)
     check_labels(dialogues, checkpoint.labels, args.data)
-    encoded = encode_for_checkpoint(checkpoint, dialogues)
+    encoded = encode_for_checkpoint(checkpoint, dialogues, _media_vectors(checkpoint, args.data, dialogues))
     return checkpoint, encoded, predict_probabilities(checkpoint.encoder, checkpoint.network, encoded)
+
+
+def _media_vectors(checkpoint, data: str, dialogues) -> dict | None:
+    """Audio/visual vectors of `data` made by the checkpoint's own extractors; None for a text-only model."""
+    if not checkpoint.media_modalities:
+        return None
+    from training.extract import checkpoint_features
+
+    vectors = {}
+    total = sum(len(d.utterances) for d in dialogues)
+    for modality in checkpoint.media_modalities:
+        features = checkpoint_features(checkpoint.path, modality, data)
+        vectors[modality] = (features.dim, features.vectors)
+        covered = sum(u.key in features.vectors for d in dialogues for u in d.utterances)
+        log.info("%s: %d of %d utterances have vectors; the rest are masked", modality, covered, total)
+    return vectors
 
 
 def run_evaluate(args) -> int:
@@ -119,7 +208,25 @@ def run_predict(args) -> int:
     return 0
 
 
-COMMANDS = {"train": run_train, "evaluate": run_evaluate, "predict": run_predict}
+def run_extract(args) -> int:
+    from training.extract import run_extract as run
+
+    return run(args)
+
+
+def run_pretrain_extractor(args) -> int:
+    from training.pretrain import run_pretrain_extractor as run
+
+    return run(args)
+
+
+COMMANDS = {
+    "train": run_train,
+    "evaluate": run_evaluate,
+    "predict": run_predict,
+    "extract": run_extract,
+    "pretrain-extractor": run_pretrain_extractor,
+}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -82,7 +82,7 @@ def load_config(name_or_path: str | None) -> TrainConfig:
         raise DataError(f"{path}: expected a mapping with sections {', '.join(SECTIONS)}")
     unknown = set(raw) - set(SECTIONS)
     if unknown:
-        raise DataError(f"{path}: unknown section '{sorted(unknown)[0]}' (known: {', '.join(SECTIONS)})")
+        raise DataError(f"{path}: unknown section '{min(unknown)}' (known: {', '.join(SECTIONS)})")
     for name in SECTIONS:
         if not isinstance(raw.get(name) or {}, dict):
             raise DataError(f"{path}: {name}: expected a mapping")

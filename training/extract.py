@@ -24,8 +24,10 @@ from training.data import DataError
 from training.features_io import (
     FORMAT_VERSION,
     ClipCache,
+    ModalityFeatures,
     clip_identity,
     file_sha1,
+    load_features,
     table_name,
     write_meta,
     write_table,
@@ -229,6 +231,25 @@ def _extract_source(
     write_meta(out, meta)
     logger.info("%s: %d %s vectors, %s", source.data_file, len(vectors), encoder.modality, report.summary())
     return report
+
+
+def checkpoint_features(
+    checkpoint_dir: str | Path, modality: str, data: str | Path, options: ExtractOptions | None = None
+) -> ModalityFeatures:
+    """`data`'s vectors made by the extractor a checkpoint carries (`<modality>_extractor/`), with the code
+    that made its training features. Cached under the M2FNet cache folder by extractor id, so a second
+    `evaluate` or `predict` on the same file decodes nothing."""
+    from engines.checkpoint import extractor_path
+    from engines.text_encoder import CACHE_ROOT
+
+    source = extractor_path(checkpoint_dir, modality)
+    try:
+        extractor_id = read_meta(source)["extractor_id"]
+    except ExtractorError as error:
+        raise DataError(str(error)) from None
+    folder = CACHE_ROOT / "features" / extractor_id
+    extract_features(data, modality, folder, source, options)
+    return load_features(folder, data)
 
 
 def add_extract_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

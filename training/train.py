@@ -89,20 +89,20 @@ def media_vectors(
     for modality in sorted(train):
         ours, theirs = train[modality], dev[modality]
         if modality not in MEDIA_MODALITIES or {ours.modality, theirs.modality} != {modality}:
-            raise DataError(f"features: {ours.modality} vectors given as {modality!r} (expected audio or visual)")
+            raise DataError(f"features: {ours.modality} vectors given as {modality!r} (audio or visual)")
         if ours.extractor_id != theirs.extractor_id or ours.dim != theirs.dim:
             raise DataError(
                 f"{modality} features: train ({ours.extractor_id}) and dev ({theirs.extractor_id}) "
                 "come from different extractors"
             )
         if ours.extractor_dir is None:
-            raise DataError(f"{modality} features for {train_path}: no extractor folder to ship with the checkpoint")
+            raise DataError(f"{modality} features of {train_path}: no extractor folder for the checkpoint")
         covered = sum(key in ours.vectors for key in keys)
         if not covered:
             raise DataError(
                 f"{train_path}: no utterance has {modality} features (the skipped-*.tsv beside them says why)"
             )
-        log.info("%s: %d of %d training utterances have vectors; the rest are masked", modality, covered, len(keys))
+        log.info("%s: %d of %d training utterances have vectors", modality, covered, len(keys))
     return {m: (f.dim, f.vectors) for m, f in train.items()}, {m: (f.dim, f.vectors) for m, f in dev.items()}
 
 
@@ -144,7 +144,9 @@ def train_model(
     encoder = SplitTextEncoder(base, config.text.finetune_top_layers)
     config.model.text_dim = encoder.hidden_size
     cache = TokenStateCache(f"{config.text.encoder}:{base.name_or_path}", encoder.split_at)
-    train_set = encode_dialogues(train_dialogues, tokenizer, encoder, cache, config.text, labels, train_vectors)
+    train_set = encode_dialogues(
+        train_dialogues, tokenizer, encoder, cache, config.text, labels, train_vectors
+    )
     dev_set = encode_dialogues(dev_dialogues, tokenizer, encoder, cache, config.text, labels, dev_vectors)
 
     network = M2FNet(config.model)
