@@ -90,11 +90,18 @@ def save_checkpoint(
     (out_dir / "checkpoint.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
-def load_checkpoint(path: str | Path) -> Checkpoint:
-    path = Path(path)
+def check_checkpoint_files(path: Path) -> None:
+    """Cheap check, so that a wrong path fails before anything slow starts."""
+    if not path.is_dir():
+        raise CheckpointError(f"checkpoint {path}: no such directory")
     for name in ("config.yaml", "labels.json", "checkpoint.json", WEIGHTS):
         if not (path / name).is_file():
             raise CheckpointError(f"checkpoint {path}: missing {name}")
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    path = Path(path)
+    check_checkpoint_files(path)
     try:
         config = yaml.safe_load((path / "config.yaml").read_text())
         labels = json.loads((path / "labels.json").read_text())

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from engines.checkpoint import Checkpoint, load_checkpoint, load_extractors
+from engines.checkpoint import Checkpoint, check_checkpoint_files, load_checkpoint, load_extractors
 from engines.errors import CheckpointError
 from engines.text_encoder import build_input
 
@@ -144,11 +144,16 @@ class RecognizerSession:
         )
 
 
+def checkpoint_path(checkpoint_dir: str | Path | None = None) -> Path:
+    """The checkpoint directory to use (default: the one shipped in models/), checked cheaply."""
+    path = Path(checkpoint_dir) if checkpoint_dir else SHIPPED_CHECKPOINT
+    check_checkpoint_files(path)
+    return path
+
+
 def load_recognizer(checkpoint_dir: str | Path | None = None) -> Recognizer:
     """Loads a causal checkpoint (default: the one shipped in models/)."""
-    path = Path(checkpoint_dir) if checkpoint_dir else SHIPPED_CHECKPOINT
-    if not path.is_dir():
-        raise CheckpointError(f"checkpoint {path}: no such directory")
+    path = checkpoint_path(checkpoint_dir)
     checkpoint = load_checkpoint(path)
     if not checkpoint.model_config.causal or checkpoint.text_config.future_utterances:
         raise CheckpointError(

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self, TextIO, TypeVar
 
+from engines.stream import checkpoint_path
 from realtime.broker import EmbeddedBroker
 from realtime.capture import open_source
 from realtime.config import LiveConfig
@@ -65,6 +66,7 @@ async def run_stream(
     """
     stream_id = config.stream_id or default_stream_id(source)
     address = parse_mqtt_url(config.mqtt.url) if config.mqtt.url else None
+    checkpoint_path(config.checkpoint_dir)
     with _native_stderr_silenced(enabled=_is_device(source) and not logger.isEnabledFor(logging.DEBUG)):
         media = open_source(source, config.capture)
     broker: EmbeddedBroker | None = None

@@ -116,7 +116,7 @@ def test_six_label_jsonl_trains_and_evaluates(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["evaluate", "--checkpoint", "/nonexistent/ck", "--data", str(MELD_DEV)], "checkpoint /nonexistent/ck: missing"),
+        (["evaluate", "--checkpoint", "/nonexistent/ck", "--data", str(MELD_DEV)], "checkpoint /nonexistent/ck: no such directory"),
         (["train", "--train", "/nope.csv", "--dev", str(MELD_DEV), "--out", "/tmp/x"], "/nope.csv: no such file"),
         (["train", "--config", "nosuch", "--train", str(MELD_DEV), "--dev", str(MELD_DEV), "--out", "/tmp/x"], "nosuch.yaml: no such config"),
         (["train", "--modalities", "audio", "--train", str(MELD_DEV), "--dev", str(MELD_DEV), "--out", "/tmp/x"], "--modalities: must include text"),
