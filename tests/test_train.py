@@ -11,7 +11,7 @@ from engines.m2fnet import M2FNetConfig
 from engines.stream import UtteranceInput, load_recognizer
 from engines.text_encoder import TextEncoderConfig
 from training.config import OptimConfig, TrainConfig
-from training.data import Dialogue, Utterance, load_dialogues
+from training.data import Dialogue, load_dialogues
 from training.train import encode_for_checkpoint, predict_probabilities, train_model
 
 CUES = {"joy": "this is wonderful, I love it", "anger": "I hate this, it makes me furious", "sadness": "I miss her so much, I am crying"}
