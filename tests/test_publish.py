@@ -214,7 +214,9 @@ def test_reconnects_and_delivers_what_was_kept(private_mosquitto: Mosquitto) -> 
     broker = private_mosquitto
 
     async def scenario() -> None:
-        options = MqttOptions(reconnect_initial_s=0.05, reconnect_max_s=0.5, publish_timeout_s=2.0)
+        # The backoff leaves the subscriber time to connect to the restarted broker before the
+        # publisher flushes its outbox (messages 2-4 are not retained, so it must be there first).
+        options = MqttOptions(reconnect_initial_s=2.0, reconnect_max_s=2.0, publish_timeout_s=2.0)
         publisher = MqttPublisher(parse_mqtt_url(broker.url), options)
         channel = publisher.open_stream(stream)
         await publisher.start()
