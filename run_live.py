@@ -7,19 +7,9 @@ User errors print one line `error: ...` on stderr and exit with status 2.
 
 from __future__ import annotations
 
-import os
+from realtime import runtime_env
 
-# Before any heavy import: nothing may reach a model hub, and each component gets one thread
-# (on two shared cores, more threads per component made torch and BLAS 5-25x slower).
-for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ.setdefault(_name, "1")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# Progress bars and notices of model loading would break the one-line error contract on stderr.
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+runtime_env.apply()
 
 import argparse
 import asyncio
