@@ -8,7 +8,9 @@ import pytest
 from training.data import DataError, check_labels, label_set, load_dialogues
 
 MELD_DEV = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "meld" / "dev_sent_emo.csv"
-HEADER = "Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,Season,Episode,StartTime,EndTime\n"
+HEADER = (
+    "Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,Season,Episode,StartTime,EndTime\n"
+)
 
 
 def write(path: Path, text: str) -> Path:
@@ -31,7 +33,8 @@ def test_meld_dev_loads_every_row_grouped_and_ordered():
 def test_meld_csv_rows_out_of_order_and_single_utterance_dialogue(tmp_path):
     path = write(
         tmp_path / "d.csv",
-        HEADER + '1,"B",Ann,joy,positive,0,1,1,1,a,b\n2,"A",Bob,anger,negative,0,0,1,1,a,b\n3,Solo,Cy,fear,negative,7,0,1,1,a,b\n',
+        HEADER
+        + '1,"B",Ann,joy,positive,0,1,1,1,a,b\n2,"A",Bob,anger,negative,0,0,1,1,a,b\n3,Solo,Cy,fear,negative,7,0,1,1,a,b\n',
     )
     dialogues = load_dialogues(path)
     assert [u.text for u in dialogues[0].utterances] == ["A", "B"]
@@ -45,7 +48,9 @@ def test_meld_missing_column_names_the_file_and_column(tmp_path):
 
 
 def test_meld_bad_id_names_file_line_and_field(tmp_path):
-    path = write(tmp_path / "bad.csv", HEADER + "1,hi,A,joy,positive,0,0,1,1,a,b\n2,yo,B,joy,positive,x,1,1,1,a,b\n")
+    path = write(
+        tmp_path / "bad.csv", HEADER + "1,hi,A,joy,positive,0,0,1,1,a,b\n2,yo,B,joy,positive,x,1,1,1,a,b\n"
+    )
     with pytest.raises(DataError, match=r"bad\.csv:3: field 'Dialogue_ID'"):
         load_dialogues(path)
 
@@ -58,8 +63,22 @@ def test_meld_duplicate_utterance_is_an_error(tmp_path):
 
 def test_jsonl_with_relative_media_paths(tmp_path):
     rows = [
-        {"dialogue_id": "d1", "utterance_id": 0, "speaker": "A", "text": "Hi", "emotion": "calm", "audio": "a/0.wav"},
-        {"dialogue_id": "d1", "utterance_id": 1, "speaker": "B", "text": "Go!", "emotion": "angry", "video": "/abs/v.mp4"},
+        {
+            "dialogue_id": "d1",
+            "utterance_id": 0,
+            "speaker": "A",
+            "text": "Hi",
+            "emotion": "calm",
+            "audio": "a/0.wav",
+        },
+        {
+            "dialogue_id": "d1",
+            "utterance_id": 1,
+            "speaker": "B",
+            "text": "Go!",
+            "emotion": "angry",
+            "video": "/abs/v.mp4",
+        },
         {"dialogue_id": "d2", "utterance_id": 0, "speaker": "A", "text": "Oh", "emotion": "sad"},
     ]
     path = write(tmp_path / "data.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
@@ -73,10 +92,16 @@ def test_jsonl_with_relative_media_paths(tmp_path):
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ('{"dialogue_id": 1, "utterance_id": 0, "speaker": "A", "text": "x"}', "data.jsonl:2: missing field 'emotion'"),
+        (
+            '{"dialogue_id": 1, "utterance_id": 0, "speaker": "A", "text": "x"}',
+            "data.jsonl:2: missing field 'emotion'",
+        ),
         ("{not json", r"data.jsonl:2: invalid JSON"),
-        ('[1, 2]', "data.jsonl:2: expected a JSON object"),
-        ('{"dialogue_id": 1, "utterance_id": 1, "speaker": "A", "text": 5, "emotion": "x"}', "field 'text' must be a string"),
+        ("[1, 2]", "data.jsonl:2: expected a JSON object"),
+        (
+            '{"dialogue_id": 1, "utterance_id": 1, "speaker": "A", "text": 5, "emotion": "x"}',
+            "field 'text' must be a string",
+        ),
     ],
 )
 def test_jsonl_malformed_line_names_file_and_line(tmp_path, line, message):
@@ -87,7 +112,10 @@ def test_jsonl_malformed_line_names_file_and_line(tmp_path, line, message):
 
 
 def test_unknown_label_in_dev_is_an_error_naming_the_label(tmp_path):
-    path = write(tmp_path / "dev.jsonl", '{"dialogue_id": 1, "utterance_id": 0, "speaker": "A", "text": "x", "emotion": "bored"}\n')
+    path = write(
+        tmp_path / "dev.jsonl",
+        '{"dialogue_id": 1, "utterance_id": 0, "speaker": "A", "text": "x", "emotion": "bored"}\n',
+    )
     with pytest.raises(DataError, match=r"dev\.jsonl:1: unknown label 'bored'"):
         check_labels(load_dialogues(path), ["joy", "sad"], path)
 

@@ -17,6 +17,7 @@ import pytest
 import torch
 from media_fixtures import have_espeak, make_audio_cue_set, make_visual_cue_set
 
+from engines import prosody
 from engines.audio_extractor import AudioExtractorConfig
 from engines.visual_extractor import VisualExtractorConfig
 from training.data import load_dialogues
@@ -91,7 +92,7 @@ def evidence(request, tmp_path_factory):
 
 def test_a_extractor_separates_classes_only_when_the_cue_is_there(evidence):
     modality, _, _, (cue_accuracy, train_features, _), (control_accuracy, _, _) = evidence
-    assert train_features.dim == (300 if modality == "audio" else 600)
+    assert train_features.dim == (300 + prosody.DIM if modality == "audio" else 600)
     assert cue_accuracy >= 0.75, f"{modality} probe {cue_accuracy:.3f} with the cue"
     assert control_accuracy <= CHANCE + 0.25, f"{modality} probe {control_accuracy:.3f} without the cue"
 

@@ -54,7 +54,9 @@ def test_padding_does_not_change_real_utterances():
     features, present, valid = inputs(batch=1, k=4)
     short = net(features, present, valid)
     padded_features = {m: torch.cat([x, torch.randn(1, 3, x.shape[-1])], dim=1) for m, x in features.items()}
-    padded_present = {m: torch.cat([p, torch.ones(1, 3, dtype=torch.bool)], dim=1) for m, p in present.items()}
+    padded_present = {
+        m: torch.cat([p, torch.ones(1, 3, dtype=torch.bool)], dim=1) for m, p in present.items()
+    }
     padded_valid = torch.cat([valid, torch.zeros(1, 3, dtype=torch.bool)], dim=1)
     long = net(padded_features, padded_present, padded_valid)
     assert torch.allclose(short, long[:, :4], atol=1e-5)

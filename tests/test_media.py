@@ -17,6 +17,7 @@ from media_fixtures import (
     write_clip,
 )
 
+from engines import prosody
 from engines.audio_extractor import AudioExtractor, AudioExtractorConfig
 from engines.extractor_store import save_extractor
 from training.data import DataError
@@ -74,7 +75,11 @@ def test_extract_meld_dir_skips_bad_clips_and_keeps_splits_apart(tmp_path, small
     train = load_features(out, tmp_path / "meld" / "train_sent_emo.csv")
     dev = load_features(out, tmp_path / "meld" / "dev_sent_emo.csv")
     assert set(train.vectors) == {"0/0", "0/1", "1/0"} and set(dev.vectors) == {"0/0"}
-    assert train.dim == 300 and train.vectors["0/0"].shape == (300,) and train.extractor_dir.is_dir()
+    assert (
+        train.dim == 300 + prosody.DIM
+        and train.vectors["0/0"].shape == (300 + prosody.DIM,)
+        and train.extractor_dir.is_dir()
+    )
     # Same clip content in both splits (the fixture reuses it), but the tables stay separate.
     assert np.allclose(train.vectors["0/0"], dev.vectors["0/0"])
     with pytest.raises(DataError, match="several data files"):

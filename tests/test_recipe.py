@@ -3,6 +3,7 @@
 import pytest
 from media_fixtures import have_espeak, make_audio_cue_set
 
+from engines import prosody
 from engines.audio_extractor import AudioExtractorConfig
 from training.data import DataError, load_dialogues
 from training.pretrain import PretrainOptions
@@ -27,7 +28,7 @@ def test_prepare_audio_then_reuse(tmp_path):
     assert set(prepared) == {"audio"}
     audio = prepared["audio"]
     assert set(audio.train.vectors) == keys(train) and set(audio.dev.vectors) == keys(dev)
-    assert audio.train.dim == 300 and audio.train.extractor_dir.is_dir()
+    assert audio.train.dim == 300 + prosody.DIM and audio.train.extractor_dir.is_dir()
     assert audio.dev_probe_accuracy is not None and 0.0 <= audio.dev_probe_accuracy <= 1.0
     weights = tmp_path / "work" / "audio-extractor" / "weights.safetensors"
     stamp = weights.stat().st_mtime_ns

@@ -14,7 +14,11 @@ from training.config import OptimConfig, TrainConfig
 from training.data import Dialogue, load_dialogues
 from training.train import encode_for_checkpoint, predict_probabilities, train_model
 
-CUES = {"joy": "this is wonderful, I love it", "anger": "I hate this, it makes me furious", "sadness": "I miss her so much, I am crying"}
+CUES = {
+    "joy": "this is wonderful, I love it",
+    "anger": "I hate this, it makes me furious",
+    "sadness": "I miss her so much, I am crying",
+}
 
 
 def synthetic(path, dialogues, offset=0):
@@ -23,15 +27,32 @@ def synthetic(path, dialogues, offset=0):
     for d in range(dialogues):
         for turn in range(4):
             label = labels[(d + turn * 2) % 3]
-            rows.append({"dialogue_id": d + offset, "utterance_id": turn, "speaker": "AB"[turn % 2], "text": CUES[label], "emotion": label})
+            rows.append(
+                {
+                    "dialogue_id": d + offset,
+                    "utterance_id": turn,
+                    "speaker": "AB"[turn % 2],
+                    "text": CUES[label],
+                    "emotion": label,
+                }
+            )
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return path
 
 
 def small_config(causal: bool) -> TrainConfig:
     return TrainConfig(
-        text=TextEncoderConfig(finetune_top_layers=1, past_utterances=2, future_utterances=0 if causal else 1),
-        model=M2FNetConfig(hidden_dim=64, feedforward_dim=128, dialogue_heads=4, fusion_heads=4, fusion_layers=2, causal=causal),
+        text=TextEncoderConfig(
+            finetune_top_layers=1, past_utterances=2, future_utterances=0 if causal else 1
+        ),
+        model=M2FNetConfig(
+            hidden_dim=64,
+            feedforward_dim=128,
+            dialogue_heads=4,
+            fusion_heads=4,
+            fusion_layers=2,
+            causal=causal,
+        ),
         optim=OptimConfig(epochs=5, dialogues_per_batch=2, head_lr=1e-3, encoder_lr=1e-4),
     )
 
@@ -55,11 +76,17 @@ def test_causal_predictions_ignore_later_utterances(causal_checkpoint):
     folder, _ = causal_checkpoint
     checkpoint = load_checkpoint(folder / "ckpt")
     dialogue = load_dialogues(folder / "dev.jsonl")[0]
-    changed = Dialogue(dialogue.dialogue_id, [*dialogue.utterances[:2]] + [
-        replace(u, text="Completely different words about the weather.") for u in dialogue.utterances[2:]
-    ])
-    probs = [predict_probabilities(checkpoint.encoder, checkpoint.network, encode_for_checkpoint(checkpoint, [d]))[0]
-             for d in (dialogue, changed)]
+    changed = Dialogue(
+        dialogue.dialogue_id,
+        [*dialogue.utterances[:2]]
+        + [replace(u, text="Completely different words about the weather.") for u in dialogue.utterances[2:]],
+    )
+    probs = [
+        predict_probabilities(checkpoint.encoder, checkpoint.network, encode_for_checkpoint(checkpoint, [d]))[
+            0
+        ]
+        for d in (dialogue, changed)
+    ]
     assert torch.allclose(probs[0][:2], probs[1][:2], atol=1e-5)
     assert not torch.allclose(probs[0][2:], probs[1][2:], atol=1e-3)
 
@@ -69,14 +96,18 @@ def test_streaming_session_matches_offline_and_carries_context(causal_checkpoint
     recognizer = load_recognizer(folder / "ckpt")
     dialogue = load_dialogues(folder / "dev.jsonl")[0]
     checkpoint = recognizer.checkpoint
-    offline = predict_probabilities(checkpoint.encoder, checkpoint.network, encode_for_checkpoint(checkpoint, [dialogue]))[0]
+    offline = predict_probabilities(
+        checkpoint.encoder, checkpoint.network, encode_for_checkpoint(checkpoint, [dialogue])
+    )[0]
     session = recognizer.new_session(max_context_utterances=16)
     for row, utterance in enumerate(dialogue.utterances):
         prediction = session.add(UtteranceInput(text=utterance.text, speaker=utterance.speaker))
         live = torch.tensor([prediction.scores[label] for label in recognizer.labels])
         assert torch.allclose(live, offline[row], atol=1e-4)
         assert prediction.modalities == {"text": True, "audio": False, "visual": False}
-    fresh = recognizer.new_session(max_context_utterances=16).add(UtteranceInput(text=dialogue.utterances[-1].text, speaker="B"))
+    fresh = recognizer.new_session(max_context_utterances=16).add(
+        UtteranceInput(text=dialogue.utterances[-1].text, speaker="B")
+    )
     assert fresh.scores != prediction.scores
 
 
@@ -102,4 +133,6 @@ def test_fine_tuning_changes_only_the_top_text_layers(causal_checkpoint):
     assert split == len(layers) - 1
     for i in range(split):
         assert torch.equal(trained.frozen.encoder.layer[i].output.dense.weight, layers[i].output.dense.weight)
-    assert not torch.allclose(trained.top_layers[0].output.dense.weight, layers[split].output.dense.weight.half().float())
+    assert not torch.allclose(
+        trained.top_layers[0].output.dense.weight, layers[split].output.dense.weight.half().float()
+    )

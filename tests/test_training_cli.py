@@ -18,8 +18,21 @@ optim: {epochs: 2, dialogues_per_batch: 4}
 
 
 def run(*args, env_cache: Path) -> subprocess.CompletedProcess:
-    env = {"HF_HUB_OFFLINE": "1", "M2FNET_CACHE_DIR": str(env_cache), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "training", *args], check=False, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    env = {
+        "HF_HUB_OFFLINE": "1",
+        "M2FNET_CACHE_DIR": str(env_cache),
+        "PATH": "/usr/bin:/bin",
+        "OMP_NUM_THREADS": "1",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "training", *args],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -36,15 +49,29 @@ def meld_slices(tmp_path_factory):
 def trained(meld_slices, tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
     out = meld_slices / "ckpt"
-    result = run("train", "--config", str(meld_slices / "tiny.yaml"), "--train", str(meld_slices / "train.csv"),
-                 "--dev", str(meld_slices / "dev.csv"), "--out", str(out), "--seed", "1", env_cache=cache)
+    result = run(
+        "train",
+        "--config",
+        str(meld_slices / "tiny.yaml"),
+        "--train",
+        str(meld_slices / "train.csv"),
+        "--dev",
+        str(meld_slices / "dev.csv"),
+        "--out",
+        str(out),
+        "--seed",
+        "1",
+        env_cache=cache,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return out, cache, result
 
 
 def test_train_writes_a_complete_checkpoint(trained):
     out, _, result = trained
-    assert {"model.safetensors", "config.yaml", "labels.json", "checkpoint.json"} <= {p.name for p in out.iterdir()}
+    assert {"model.safetensors", "config.yaml", "labels.json", "checkpoint.json"} <= {
+        p.name for p in out.iterdir()
+    }
     meta = json.loads((out / "checkpoint.json").read_text())
     assert meta["encoder"] == "minilm" and meta["seed"] == 1
     assert len(meta["history"]) == 2
@@ -53,8 +80,18 @@ def test_train_writes_a_complete_checkpoint(trained):
 
 def test_second_run_reads_the_text_cache(trained, meld_slices):
     _, cache, _ = trained
-    result = run("train", "--config", str(meld_slices / "tiny.yaml"), "--train", str(meld_slices / "train.csv"),
-                 "--dev", str(meld_slices / "dev.csv"), "--out", str(meld_slices / "again"), env_cache=cache)
+    result = run(
+        "train",
+        "--config",
+        str(meld_slices / "tiny.yaml"),
+        "--train",
+        str(meld_slices / "train.csv"),
+        "--dev",
+        str(meld_slices / "dev.csv"),
+        "--out",
+        str(meld_slices / "again"),
+        env_cache=cache,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "encoded" not in result.stderr
 
@@ -62,7 +99,16 @@ def test_second_run_reads_the_text_cache(trained, meld_slices):
 def test_evaluate_prints_and_writes_the_report(trained, meld_slices):
     out, cache, _ = trained
     report_path = meld_slices / "report" / "dev.json"
-    result = run("evaluate", "--checkpoint", str(out), "--data", str(meld_slices / "dev.csv"), "--report", str(report_path), env_cache=cache)
+    result = run(
+        "evaluate",
+        "--checkpoint",
+        str(out),
+        "--data",
+        str(meld_slices / "dev.csv"),
+        "--report",
+        str(report_path),
+        env_cache=cache,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(report_path.read_text())
     assert report["n_utterances"] == 80
@@ -79,7 +125,16 @@ def test_evaluate_prints_and_writes_the_report(trained, meld_slices):
 def test_predict_writes_one_line_per_utterance(trained, meld_slices):
     out, cache, _ = trained
     target = meld_slices / "pred.jsonl"
-    result = run("predict", "--checkpoint", str(out), "--data", str(meld_slices / "dev.csv"), "--out", str(target), env_cache=cache)
+    result = run(
+        "predict",
+        "--checkpoint",
+        str(out),
+        "--data",
+        str(meld_slices / "dev.csv"),
+        "--out",
+        str(target),
+        env_cache=cache,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [json.loads(line) for line in target.read_text().splitlines()]
     labels = json.loads((out / "labels.json").read_text())
@@ -90,24 +145,57 @@ def test_predict_writes_one_line_per_utterance(trained, meld_slices):
 
 def test_six_label_jsonl_trains_and_evaluates(tmp_path):
     labels = ["happy", "sad", "angry", "calm", "scared", "bored"]
-    words = {"happy": "wonderful great", "sad": "miserable crying", "angry": "furious hate",
-             "calm": "fine okay", "scared": "terrified help", "bored": "dull whatever"}
+    words = {
+        "happy": "wonderful great",
+        "sad": "miserable crying",
+        "angry": "furious hate",
+        "calm": "fine okay",
+        "scared": "terrified help",
+        "bored": "dull whatever",
+    }
     lines = []
     for dialogue in range(24):
         for turn in range(3):
             label = labels[(dialogue + turn) % 6]
-            lines.append(json.dumps({"dialogue_id": f"s{dialogue}", "utterance_id": turn, "speaker": "AB"[turn % 2],
-                                     "text": f"I feel {words[label]} today", "emotion": label}))
+            lines.append(
+                json.dumps(
+                    {
+                        "dialogue_id": f"s{dialogue}",
+                        "utterance_id": turn,
+                        "speaker": "AB"[turn % 2],
+                        "text": f"I feel {words[label]} today",
+                        "emotion": label,
+                    }
+                )
+            )
     (tmp_path / "train.jsonl").write_text("\n".join(lines[:54]) + "\n")
     (tmp_path / "dev.jsonl").write_text("\n".join(lines[54:]) + "\n")
     (tmp_path / "tiny.yaml").write_text(TINY_CONFIG.replace("epochs: 2", "epochs: 6"))
     cache = tmp_path / "cache"
-    result = run("train", "--config", str(tmp_path / "tiny.yaml"), "--train", str(tmp_path / "train.jsonl"),
-                 "--dev", str(tmp_path / "dev.jsonl"), "--out", str(tmp_path / "ck"), env_cache=cache)
+    result = run(
+        "train",
+        "--config",
+        str(tmp_path / "tiny.yaml"),
+        "--train",
+        str(tmp_path / "train.jsonl"),
+        "--dev",
+        str(tmp_path / "dev.jsonl"),
+        "--out",
+        str(tmp_path / "ck"),
+        env_cache=cache,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert sorted(json.loads((tmp_path / "ck" / "labels.json").read_text())) == sorted(labels)
-    result = run("evaluate", "--checkpoint", str(tmp_path / "ck"), "--data", str(tmp_path / "dev.jsonl"),
-                 "--report", str(tmp_path / "r.json"), env_cache=cache)
+    result = run(
+        "evaluate",
+        "--checkpoint",
+        str(tmp_path / "ck"),
+        "--data",
+        str(tmp_path / "dev.jsonl"),
+        "--report",
+        str(tmp_path / "r.json"),
+        env_cache=cache,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["n_utterances"] == 18 and len(report["per_class"]) == 6
@@ -116,12 +204,72 @@ def test_six_label_jsonl_trains_and_evaluates(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["evaluate", "--checkpoint", "/nonexistent/ck", "--data", str(MELD_DEV)], "checkpoint /nonexistent/ck: no such directory"),
-        (["train", "--train", "/nope.csv", "--dev", str(MELD_DEV), "--out", "/tmp/x"], "/nope.csv: no such file"),
-        (["train", "--config", "nosuch", "--train", str(MELD_DEV), "--dev", str(MELD_DEV), "--out", "/tmp/x"], "nosuch.yaml: no such config"),
-        (["train", "--modalities", "audio", "--train", str(MELD_DEV), "--dev", str(MELD_DEV), "--out", "/tmp/x"], "--modalities: must include text"),
-        (["train", "--features", "/nonexistent/f", "--train", str(MELD_DEV), "--dev", str(MELD_DEV), "--out", "/tmp/x"], "/nonexistent/f: not a features folder"),
-        (["train", "--features", "/f", "--modalities", "text,audio", "--train", str(MELD_DEV), "--dev", str(MELD_DEV), "--out", "/tmp/x"], "give one"),
+        (
+            ["evaluate", "--checkpoint", "/nonexistent/ck", "--data", str(MELD_DEV)],
+            "checkpoint /nonexistent/ck: no such directory",
+        ),
+        (
+            ["train", "--train", "/nope.csv", "--dev", str(MELD_DEV), "--out", "/tmp/x"],
+            "/nope.csv: no such file",
+        ),
+        (
+            [
+                "train",
+                "--config",
+                "nosuch",
+                "--train",
+                str(MELD_DEV),
+                "--dev",
+                str(MELD_DEV),
+                "--out",
+                "/tmp/x",
+            ],
+            "nosuch.yaml: no such config",
+        ),
+        (
+            [
+                "train",
+                "--modalities",
+                "audio",
+                "--train",
+                str(MELD_DEV),
+                "--dev",
+                str(MELD_DEV),
+                "--out",
+                "/tmp/x",
+            ],
+            "--modalities: must include text",
+        ),
+        (
+            [
+                "train",
+                "--features",
+                "/nonexistent/f",
+                "--train",
+                str(MELD_DEV),
+                "--dev",
+                str(MELD_DEV),
+                "--out",
+                "/tmp/x",
+            ],
+            "/nonexistent/f: not a features folder",
+        ),
+        (
+            [
+                "train",
+                "--features",
+                "/f",
+                "--modalities",
+                "text,audio",
+                "--train",
+                str(MELD_DEV),
+                "--dev",
+                str(MELD_DEV),
+                "--out",
+                "/tmp/x",
+            ],
+            "give one",
+        ),
     ],
 )
 def test_user_errors_are_one_line_without_traceback(args, message, tmp_path):
@@ -141,18 +289,40 @@ def test_recipe_checkpoint_carries_its_extractor(text_audio_checkpoint):
     assert "best epoch" in text_audio_checkpoint.result.stdout
     # The recipe's features folder is reusable as --features; a second run reuses its extractor.
     folder = meta["features_dirs"]["audio"]
-    again = run("train", "--config", str(ckpt.parent / "tiny.yaml"), "--features", folder,
-                "--train", str(text_audio_checkpoint.train), "--dev", str(text_audio_checkpoint.dev),
-                "--out", str(ckpt.parent / "again"), env_cache=text_audio_checkpoint.cache)
+    again = run(
+        "train",
+        "--config",
+        str(ckpt.parent / "tiny.yaml"),
+        "--features",
+        folder,
+        "--train",
+        str(text_audio_checkpoint.train),
+        "--dev",
+        str(text_audio_checkpoint.dev),
+        "--out",
+        str(ckpt.parent / "again"),
+        env_cache=text_audio_checkpoint.cache,
+    )
     assert again.returncode == 0, again.stderr[-2000:]
-    assert json.loads((ckpt.parent / "again" / "checkpoint.json").read_text())["extractors"] == meta["extractors"]
+    assert (
+        json.loads((ckpt.parent / "again" / "checkpoint.json").read_text())["extractors"]
+        == meta["extractors"]
+    )
 
 
 def test_evaluate_and_predict_compute_features_with_the_checkpoint_extractor(text_audio_checkpoint):
     ckpt, cache = text_audio_checkpoint.path, text_audio_checkpoint.cache
     report_path = ckpt.parent / "eval" / "dev.json"
-    result = run("evaluate", "--checkpoint", str(ckpt), "--data", str(text_audio_checkpoint.dev),
-                 "--report", str(report_path), env_cache=cache)
+    result = run(
+        "evaluate",
+        "--checkpoint",
+        str(ckpt),
+        "--data",
+        str(text_audio_checkpoint.dev),
+        "--report",
+        str(report_path),
+        env_cache=cache,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "audio: 6 of 6 utterances have vectors" in result.stderr
     report = json.loads(report_path.read_text())
@@ -163,8 +333,16 @@ def test_evaluate_and_predict_compute_features_with_the_checkpoint_extractor(tex
     assert (cache / "features" / meta["extractors"]["audio"] / "features.json").is_file()
 
     target = ckpt.parent / "pred.jsonl"
-    result = run("predict", "--checkpoint", str(ckpt), "--data", str(text_audio_checkpoint.train),
-                 "--out", str(target), env_cache=cache)
+    result = run(
+        "predict",
+        "--checkpoint",
+        str(ckpt),
+        "--data",
+        str(text_audio_checkpoint.train),
+        "--out",
+        str(target),
+        env_cache=cache,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [json.loads(line) for line in target.read_text().splitlines()]
     assert len(rows) == 12 and all(abs(sum(r["probabilities"].values()) - 1) < 1e-3 for r in rows)
@@ -176,7 +354,13 @@ def test_multimodal_checkpoint_without_its_extractor_is_a_user_error(text_audio_
     broken = tmp_path / "ckpt"
     shutil.copytree(text_audio_checkpoint.path, broken)
     shutil.rmtree(broken / "audio_extractor")
-    result = run("evaluate", "--checkpoint", str(broken), "--data", str(text_audio_checkpoint.dev),
-                 env_cache=text_audio_checkpoint.cache)
+    result = run(
+        "evaluate",
+        "--checkpoint",
+        str(broken),
+        "--data",
+        str(text_audio_checkpoint.dev),
+        env_cache=text_audio_checkpoint.cache,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == f"error: checkpoint {broken}: missing audio_extractor/"

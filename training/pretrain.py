@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from engines.audio_extractor import AudioExtractor, AudioExtractorConfig, embed_audio
+from engines.audio_extractor import AudioExtractor, AudioExtractorConfig, embed_audio, raw_prosody
 from engines.extractor_store import new_extractor, save_extractor
 from engines.visual_extractor import (
     FramePreparer,
@@ -204,6 +204,10 @@ def train_extractor(
     rng = np.random.default_rng(options.seed)
     generator = torch.Generator().manual_seed(options.seed)
     model = new_extractor(modality, options.audio if modality == "audio" else options.visual)
+    if modality == "audio" and model.config.prosody:
+        model.fit_prosody_scaling(
+            np.stack([raw_prosody(model, x.astype(np.float32) / 32767) for x in media.inputs])
+        )
     optimizer = torch.optim.Adam(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
     history = []
     for epoch in range(options.epochs):
