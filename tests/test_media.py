@@ -4,6 +4,7 @@ every format, decoding, resumable extraction, and the CLI functions."""
 import argparse
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from media_fixtures import (
 from engines import prosody
 from engines.audio_extractor import AudioExtractor, AudioExtractorConfig
 from engines.extractor_store import save_extractor
-from training.data import DataError
+from training.data import DataError, load_dialogues
 from training.extract import ExtractOptions, add_extract_parser, extract_features, run_extract
 from training.features_io import load_features
 from training.media import (
@@ -30,6 +31,7 @@ from training.media import (
     decode_audio,
     decode_frames,
     iemocap_clips,
+    is_iemocap_root,
     load_media,
 )
 from training.pretrain import add_pretrain_extractor_parser, run_pretrain_extractor
@@ -157,16 +159,15 @@ def test_frames_are_sampled_over_the_whole_clip(tmp_path):
     assert decode_frames(tmp_path / "ramp.mp4", DecodeOptions(max_frame_side_px=48))[0].shape == (32, 48, 3)
 
 
-def test_iemocap_layout(tmp_path):
-    base = tmp_path / "Session1"
-    dialog = "Ses01F_impro01"
+def make_iemocap_session(root, session, dialog):
+    base = root / f"Session{session}"
     (base / "dialog" / "EmoEvaluation").mkdir(parents=True)
     (base / "dialog" / "transcriptions").mkdir(parents=True)
     (base / "dialog" / "EmoEvaluation" / f"{dialog}.txt").write_text(
         "% header\n\n"
+        f"[10.0 - 11.5]\t{dialog}_M000\tfru\t[2.0, 3.5, 3.5]\n\n"
         f"[6.2901 - 8.2357]\t{dialog}_F000\tneu\t[2.5000, 2.5000, 2.5000]\n"
         "C-E2:\tNeutral;\t()\n\n"
-        f"[10.0 - 11.5]\t{dialog}_M000\tfru\t[2.0, 3.5, 3.5]\n\n"
         f"[12.0 - 13.0]\t{dialog}_M001\txxx\t[2.0, 3.5, 3.5]\n"
     )
     (base / "dialog" / "transcriptions" / f"{dialog}.txt").write_text(
@@ -174,14 +175,40 @@ def test_iemocap_layout(tmp_path):
     )
     for utt in ("F000", "M000"):
         espeak(base / "sentences" / "wav" / dialog / f"{dialog}_{utt}.wav", "Excuse me.")
+
+
+def test_iemocap_layout(tmp_path):
+    dialog = "Ses01F_impro01"
+    make_iemocap_session(tmp_path, 1, dialog)
     report = SkipReport()
     clips = iemocap_clips(tmp_path, report, sessions=(1,))
-    assert [(c.key, c.utterance.speaker, c.utterance.emotion) for c in clips] == [
+    assert sorted((c.key, c.utterance.speaker, c.utterance.emotion) for c in clips) == [
         (f"{dialog}/{dialog}_F000", "F", "neutral"),
         (f"{dialog}/{dialog}_M000", "M", "frustrated"),
     ]
-    assert clips[0].utterance.text == "Excuse me." and clips[0].video_start_s == pytest.approx(6.2901)
+    first = next(c for c in clips if c.key.endswith("F000"))
+    assert first.utterance.text == "Excuse me." and first.video_start_s == pytest.approx(6.2901)
     assert report.counts() == {"label outside the 6-class set": 1}
+
+
+def test_iemocap_root_extracts_and_becomes_training_jsonl(tmp_path, small_audio_extractor):
+    root = tmp_path / "IEMOCAP_full_release"
+    make_iemocap_session(root, 1, "Ses01F_impro01")
+    make_iemocap_session(root, 5, "Ses05F_impro01")
+    assert is_iemocap_root(root) and not is_iemocap_root(tmp_path)
+    reports = extract_features(
+        root, "audio", tmp_path / "features", small_audio_extractor, ExtractOptions(progress=False)
+    )
+    train_file = tmp_path / "features" / "iemocap" / "train.jsonl"
+    assert sorted(Path(p).name for p in reports) == ["test.jsonl", "train.jsonl"]
+    # Time order, not name order: F000 (6.3 s) comes before M000 (10 s).
+    dialogue = load_dialogues(train_file)[0]
+    assert [u.speaker for u in dialogue.utterances] == ["F", "M"]
+    assert [u.emotion for u in dialogue.utterances] == ["neutral", "frustrated"]
+    features = load_features(tmp_path / "features", train_file)
+    assert set(features.vectors) == {"Ses01F_impro01/0", "Ses01F_impro01/1"}
+    counts = reports[str(train_file)].counts()
+    assert counts["label outside the 6-class set"] == 2 and counts["no dialog/EmoEvaluation/*.txt"] == 3
 
 
 def test_load_features_errors_are_one_line(tmp_path):

@@ -178,8 +178,10 @@ def run_evaluate(args) -> int:
         f"macro_f1 {report['macro_f1']:.2f}  n_utterances {report['n_utterances']}"
     )
     for label, scores in report["per_class"].items():
-        print(f"  {label:>10}  f1 {scores['f1']:6.2f}  precision {scores['precision']:6.2f}  "
-              f"recall {scores['recall']:6.2f}  support {scores['support']}")
+        print(
+            f"  {label:>10}  f1 {scores['f1']:6.2f}  precision {scores['precision']:6.2f}  "
+            f"recall {scores['recall']:6.2f}  support {scores['support']}"
+        )
     if args.report:
         path = Path(args.report)
         path.parent.mkdir(parents=True, exist_ok=True)

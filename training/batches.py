@@ -52,7 +52,10 @@ def encode_dialogues(
             found = [vectors.get(u.key) for u in dialogue.utterances]
             present[modality] = torch.tensor([v is not None for v in found])
             features[modality] = torch.stack(
-                [torch.as_tensor(v, dtype=torch.float32) if v is not None else torch.zeros(dim) for v in found]
+                [
+                    torch.as_tensor(v, dtype=torch.float32) if v is not None else torch.zeros(dim)
+                    for v in found
+                ]
             )
         out.append(
             EncodedDialogue(
@@ -69,7 +72,10 @@ def encode_dialogues(
 
 
 def text_vectors(
-    encoder: SplitTextEncoder, states: list[torch.Tensor], targets: list[tuple[int, int]], chunk_size: int = 12
+    encoder: SplitTextEncoder,
+    states: list[torch.Tensor],
+    targets: list[tuple[int, int]],
+    chunk_size: int = 12,
 ) -> torch.Tensor:
     """Runs the fine-tuned top layers over the utterances -> (N, H).
 

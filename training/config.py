@@ -41,7 +41,9 @@ class TrainConfig:
 
     def validate(self) -> None:
         if self.model.causal and self.text.future_utterances:
-            raise DataError("config: a causal model cannot read future utterances (text.future_utterances must be 0)")
+            raise DataError(
+                "config: a causal model cannot read future utterances (text.future_utterances must be 0)"
+            )
 
 
 SECTIONS = {"text": TextEncoderConfig, "model": M2FNetConfig, "optim": OptimConfig, "media": RecipeOptions}

@@ -64,7 +64,14 @@ def _clean_text(text: str) -> str:
     # MELD's CSV carries mojibake for curly quotes and dashes (cp1252 read as latin-1).
     for bad, good in (("\u2019", "'"), ("\u2018", "'"), ("\u201c", '"'), ("\u201d", '"'), ("\u2014", "-")):
         text = text.replace(bad, good)
-    for bad, good in (("\x92", "'"), ("\x91", "'"), ("\x93", '"'), ("\x94", '"'), ("\x97", "-"), ("\x85", "...")):
+    for bad, good in (
+        ("\x92", "'"),
+        ("\x91", "'"),
+        ("\x93", '"'),
+        ("\x94", '"'),
+        ("\x97", "-"),
+        ("\x85", "..."),
+    ):
         text = text.replace(bad, good)
     return " ".join(text.split())
 
@@ -76,7 +83,9 @@ def _read_meld_csv(path: Path) -> list[Utterance]:
             reader = csv.DictReader(handle)
             missing = [c for c in MELD_COLUMNS if c not in (reader.fieldnames or [])]
             if missing:
-                raise DataError(f"{path}: missing column(s) {', '.join(missing)} (MELD layout needs {', '.join(MELD_COLUMNS)})")
+                raise DataError(
+                    f"{path}: missing column(s) {', '.join(missing)} (MELD layout needs {', '.join(MELD_COLUMNS)})"
+                )
             out = []
             for row in reader:
                 line = reader.line_num
@@ -86,7 +95,9 @@ def _read_meld_csv(path: Path) -> list[Utterance]:
                         raise DataError(f"{path}:{line}: empty field '{column}'")
                 for column in ("Dialogue_ID", "Utterance_ID"):
                     if not values[column].isdigit():
-                        raise DataError(f"{path}:{line}: field '{column}' must be a non-negative integer, got {values[column]!r}")
+                        raise DataError(
+                            f"{path}:{line}: field '{column}' must be a non-negative integer, got {values[column]!r}"
+                        )
                 out.append(
                     Utterance(
                         dialogue_id=values["Dialogue_ID"],
@@ -159,9 +170,13 @@ def _group(utterances: list[Utterance], path: Path) -> list[Dialogue]:
     seen: dict[str, str] = {}
     for utterance in utterances:
         if utterance.key in seen:
-            raise DataError(f"{utterance.source}: duplicate utterance {utterance.key} (first at {seen[utterance.key]})")
+            raise DataError(
+                f"{utterance.source}: duplicate utterance {utterance.key} (first at {seen[utterance.key]})"
+            )
         seen[utterance.key] = utterance.source
-        dialogues.setdefault(utterance.dialogue_id, Dialogue(utterance.dialogue_id)).utterances.append(utterance)
+        dialogues.setdefault(utterance.dialogue_id, Dialogue(utterance.dialogue_id)).utterances.append(
+            utterance
+        )
     for dialogue in dialogues.values():
         dialogue.utterances.sort(key=lambda u: _order_key(u.utterance_id))
     return list(dialogues.values())

@@ -152,13 +152,13 @@ def extract_features(
     extractor_dir: str | Path | None = None,
     options: ExtractOptions | None = None,
 ) -> dict[str, SkipReport]:
-    """Extracts every clip of `data` (JSONL, MELD CSV, or MELD.Raw folder) into `out_dir`; returns the
-    skip report per data file."""
+    """Extracts every clip of `data` (JSONL, MELD CSV, MELD.Raw folder, or IEMOCAP root, whose JSONL files
+    are written to `out_dir/iemocap/` for `train`) into `out_dir`; returns the skip report per data file."""
     options = options or ExtractOptions()
     out = Path(out_dir)
     if modality not in ("audio", "visual"):
         raise DataError(f"--modality: expected audio or visual, got {modality!r}")
-    sources = load_media(data)
+    sources = load_media(data, out)
     try:
         extractor_id, dim = _prepare_out(
             out, modality, Path(extractor_dir) if extractor_dir else None, options.seed
@@ -257,7 +257,10 @@ def add_extract_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
         "extract", help="extract audio or visual features from raw media into a cache folder"
     )
     parser.add_argument(
-        "--data", required=True, help="JSONL with audio/video paths, a MELD CSV, or a MELD.Raw folder"
+        "--data",
+        required=True,
+        help="JSONL with audio/video paths, a MELD CSV, a MELD.Raw folder, or an IEMOCAP root (its train/dev/test "
+        "JSONL files are written to OUT/iemocap/)",
     )
     parser.add_argument("--modality", required=True, choices=("audio", "visual"))
     parser.add_argument("--out", required=True, help="features folder (created; reruns resume)")

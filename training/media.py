@@ -247,6 +247,58 @@ def iemocap_clips(
     return out
 
 
+def is_iemocap_root(path: str | Path) -> bool:
+    return Path(path).is_dir() and any(Path(path).glob("Session[1-5]/dialog/EmoEvaluation"))
+
+
+IEMOCAP_SPLITS = {"train": (1, 2, 3, 4), "test": (5,)}
+"""Sessions 1-4 train (every tenth dialogue held out as dev), session 5 test: the usual ERC protocol."""
+
+
+def write_iemocap_jsonl(root: str | Path, out_dir: str | Path) -> tuple[dict[str, Path], SkipReport]:
+    """IEMOCAP raw -> `train.jsonl`, `dev.jsonl`, `test.jsonl` in `out_dir` (the project's conversation
+    format, so `train`, `evaluate`, `extract` and `pretrain-extractor` read IEMOCAP like any JSONL).
+    Utterances are numbered in time order; `iemocap_id` keeps the corpus's own name."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = SkipReport()
+    records: dict[str, list[dict]] = {"train": [], "dev": [], "test": []}
+    for split, sessions in IEMOCAP_SPLITS.items():
+        by_dialogue: dict[str, list[MediaClip]] = {}
+        for clip in iemocap_clips(root, report, sessions):
+            by_dialogue.setdefault(clip.utterance.dialogue_id, []).append(clip)
+        for number, (dialog, clips) in enumerate(sorted(by_dialogue.items())):
+            target = "dev" if split == "train" and number % 10 == 9 else split
+            for index, clip in enumerate(sorted(clips, key=lambda c: c.video_start_s or 0.0)):
+                u = clip.utterance
+                records[target].append(
+                    {
+                        "dialogue_id": dialog,
+                        "utterance_id": index,
+                        "speaker": u.speaker,
+                        "text": u.text,
+                        "emotion": u.emotion,
+                        "iemocap_id": u.utterance_id,
+                        **({"audio": str(clip.audio_path.resolve())} if clip.audio_path else {}),
+                        **({"video": str(clip.video_path.resolve())} if clip.video_path else {}),
+                        "video_start_s": clip.video_start_s,
+                        "video_end_s": clip.video_end_s,
+                    }
+                )
+    if not any(records.values()):
+        raise DataError(f"{root}: no IEMOCAP utterance with a 6-class label and a clip ({report.summary()})")
+    files = {}
+    for split, rows in records.items():
+        if rows:
+            files[split] = out / f"{split}.jsonl"
+            files[split].write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report.write(out / "skipped.tsv")
+    logger.info(
+        "%s: IEMOCAP written to %s (%s)", root, out, ", ".join(f"{k} {len(v)}" for k, v in records.items())
+    )
+    return files, report
+
+
 # ---- decoding --------------------------------------------------------------------------------------
 
 
@@ -356,9 +408,17 @@ class MediaSource:
     report: SkipReport
 
 
-def load_media(data: str | Path) -> list[MediaSource]:
-    """A JSONL file, a MELD CSV (clips found beside it), or a MELD.Raw folder (one source per split)."""
+def load_media(data: str | Path, work_dir: str | Path | None = None) -> list[MediaSource]:
+    """A JSONL file, a MELD CSV (clips found beside it), a MELD.Raw folder (one source per split), or an
+    IEMOCAP root (converted by `write_iemocap_jsonl` into `work_dir/iemocap/`, one source per split)."""
     data = Path(data)
+    if is_iemocap_root(data):
+        if work_dir is None:
+            raise DataError(f"{data}: an IEMOCAP folder needs a work folder for its JSONL files")
+        files, report = write_iemocap_jsonl(data, Path(work_dir) / "iemocap")
+        sources = [MediaSource(path, jsonl_clips(path), SkipReport()) for path in files.values()]
+        sources[0].report.extend(report)
+        return sources
     if data.is_dir():
         sources = []
         for csv_path, clip_dir in find_meld(data).values():

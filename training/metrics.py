@@ -48,7 +48,14 @@ def save_confusion_matrix(truth: list[int], predicted: list[int], labels: list[s
     ax.set_ylabel("true")
     for i in range(len(labels)):
         for j in range(len(labels)):
-            ax.text(j, i, str(matrix[i, j]), ha="center", va="center", color="white" if rows[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                str(matrix[i, j]),
+                ha="center",
+                va="center",
+                color="white" if rows[i, j] > 0.5 else "black",
+            )
     ax.set_title("confusion matrix (counts; colour = row share)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -97,10 +97,15 @@ def _balanced_cap(labels: list[str], cap: int, rng: np.random.Generator) -> list
 
 
 def load_training_media(
-    data: str | Path, modality: str, options: PretrainOptions, classes: list[str] | None = None
+    data: str | Path,
+    modality: str,
+    options: PretrainOptions,
+    classes: list[str] | None = None,
+    work_dir: str | Path | None = None,
 ) -> TrainingMedia:
-    """Decodes the clips of a JSONL / MELD file (a MELD.Raw folder: its train split)."""
-    sources = load_media(data)
+    """Decodes the clips of a JSONL / MELD file (a MELD.Raw folder or IEMOCAP root: its train split; the
+    IEMOCAP JSONL files go to `work_dir/iemocap/`)."""
+    sources = load_media(data, work_dir)
     if len(sources) > 1:
         sources = [s for s in sources if s.data_file.name.lower().startswith("train")] or sources[:1]
     source = sources[0]
@@ -282,7 +287,7 @@ def pretrain_extractor(
     options = options or PretrainOptions()
     if modality not in ("audio", "visual"):
         raise DataError(f"--modality: expected audio or visual, got {modality!r}")
-    media = load_training_media(data, modality, options)
+    media = load_training_media(data, modality, options, work_dir=out_dir)
     logger.info(
         "%s: %d clips for %s pretraining, %s", data, len(media.inputs), modality, media.report.summary()
     )
@@ -316,7 +321,8 @@ def add_pretrain_extractor_parser(subparsers: argparse._SubParsersAction) -> arg
     parser.add_argument(
         "--data",
         required=True,
-        help="training JSONL with audio/video paths, a MELD CSV, or a MELD.Raw folder",
+        help="training JSONL with audio/video paths, a MELD CSV, a MELD.Raw folder or an IEMOCAP root "
+        "(their train split)",
     )
     parser.add_argument("--out", required=True, help="extractor folder to write")
     parser.add_argument("--dev", default=None, help="optional dev file: report a linear-probe accuracy")
@@ -328,6 +334,9 @@ def add_pretrain_extractor_parser(subparsers: argparse._SubParsersAction) -> arg
     parser.add_argument("--width", type=int, default=None, help="ResNet18 stage-1 channels (64 = paper size)")
     parser.add_argument(
         "--no-hinge", action="store_true", help="the triplet loss exactly as printed, without max(0, .)"
+    )
+    parser.add_argument(
+        "--no-prosody", action="store_true", help="audio: the paper's 300-d output, no prosodic functionals"
     )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
@@ -346,6 +355,7 @@ def run_pretrain_extractor(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     options.loss.hinge = not args.no_hinge
+    options.audio.prosody = not args.no_prosody
     if args.width is not None:
         options.audio.width = options.visual.width = args.width
     try:

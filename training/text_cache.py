@@ -45,7 +45,10 @@ class TokenStateCache:
         """Token states (S_i, H) float16 for every sequence, encoding only the ones not cached."""
         self._load_shards()
         keys = [_key(s) for s in sequences]
-        missing = sorted({k: s for k, s in zip(keys, sequences) if k not in self._states}.items(), key=lambda kv: len(kv[1]))
+        missing = sorted(
+            {k: s for k, s in zip(keys, sequences) if k not in self._states}.items(),
+            key=lambda kv: len(kv[1]),
+        )
         if missing:
             started = time.monotonic()
             new: dict[str, torch.Tensor] = {}
@@ -65,5 +68,10 @@ class TokenStateCache:
             save_file(new, str(self.folder / shard))
             self._loaded_shards.add(shard)
             self._states.update(new)
-            log.info("encoded %d new inputs in %.1f s (cache %s)", len(new), time.monotonic() - started, self.folder)
+            log.info(
+                "encoded %d new inputs in %.1f s (cache %s)",
+                len(new),
+                time.monotonic() - started,
+                self.folder,
+            )
         return [self._states[k] for k in keys]

@@ -186,14 +186,18 @@ def train_model(
         encoder.train()
         network.train()
         total, count = 0.0, 0
-        progress = tqdm(batches(train_set, optim.dialogues_per_batch, shuffle=True), desc=f"epoch {epoch}", unit="batch")
+        progress = tqdm(
+            batches(train_set, optim.dialogues_per_batch, shuffle=True), desc=f"epoch {epoch}", unit="batch"
+        )
         for batch in progress:
             features, present, valid, target = collate(encoder, batch, modalities, optim.modality_dropout)
             logits = network(features, present, valid)
             loss = loss_fn(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
             if optim.utterance_loss_weight:
                 direct = utterance_head(features["text"])
-                loss = loss + optim.utterance_loss_weight * loss_fn(direct.reshape(-1, len(labels)), target.reshape(-1))
+                loss = loss + optim.utterance_loss_weight * loss_fn(
+                    direct.reshape(-1, len(labels)), target.reshape(-1)
+                )
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
@@ -203,22 +207,42 @@ def train_model(
             count += 1
             progress.set_postfix(loss=f"{total / count:.3f}")
         report = evaluate_encoded(encoder, network, dev_set, labels)
-        history.append({"epoch": epoch, "train_loss": total / count, "dev_weighted_f1": report["weighted_f1"]})
-        log.info("epoch %d: train loss %.4f, dev w-F1 %.2f, accuracy %.2f", epoch, total / count, report["weighted_f1"], report["accuracy"])
+        history.append(
+            {"epoch": epoch, "train_loss": total / count, "dev_weighted_f1": report["weighted_f1"]}
+        )
+        log.info(
+            "epoch %d: train loss %.4f, dev w-F1 %.2f, accuracy %.2f",
+            epoch,
+            total / count,
+            report["weighted_f1"],
+            report["accuracy"],
+        )
         if report["weighted_f1"] > best["weighted_f1"]:
             best = {**report, "epoch": epoch}
             meta.update(dev=best, history=history, train_seconds=round(time.monotonic() - started, 1))
             save_checkpoint(out_dir, config_to_dict(config), labels, encoder, network, meta)
     meta.update(history=history, train_seconds=round(time.monotonic() - started, 1))
     (out_dir / "checkpoint.json").write_text(json.dumps(meta, indent=2) + "\n")
-    log.info("best epoch %d: dev w-F1 %.2f; %.0f s in all", best["epoch"], best["weighted_f1"], meta["train_seconds"])
+    log.info(
+        "best epoch %d: dev w-F1 %.2f; %.0f s in all",
+        best["epoch"],
+        best["weighted_f1"],
+        meta["train_seconds"],
+    )
     return best
 
 
 def encode_for_checkpoint(checkpoint: Checkpoint, dialogues, modality_vectors: ModalityVectors | None = None):
     cache = TokenStateCache(
-        f"{checkpoint.text_config.encoder}:{checkpoint.encoder.frozen.name_or_path}", checkpoint.encoder.split_at
+        f"{checkpoint.text_config.encoder}:{checkpoint.encoder.frozen.name_or_path}",
+        checkpoint.encoder.split_at,
     )
     return encode_dialogues(
-        dialogues, checkpoint.tokenizer, checkpoint.encoder, cache, checkpoint.text_config, checkpoint.labels, modality_vectors
+        dialogues,
+        checkpoint.tokenizer,
+        checkpoint.encoder,
+        cache,
+        checkpoint.text_config,
+        checkpoint.labels,
+        modality_vectors,
     )
