@@ -26,7 +26,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # the generated-media helpers the tests use
 
-import numpy as np
 import torch
 from media_fixtures import make_audio_cue_set
 
@@ -44,7 +43,11 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(1)
     options = PretrainOptions(
-        epochs=args.epochs, lr=1e-3, batch_size=24, progress=False, audio=AudioExtractorConfig(width=args.width)
+        epochs=args.epochs,
+        lr=1e-3,
+        batch_size=24,
+        progress=False,
+        audio=AudioExtractorConfig(width=args.width),
     )
     with tempfile.TemporaryDirectory() as folder:
         train_file, test_file = make_audio_cue_set(Path(folder), repeats=args.repeats, strength=args.strength)
@@ -55,12 +58,25 @@ def main() -> int:
         started = time.monotonic()
         trained, _ = train_extractor("audio", train, options)
         seconds = time.monotonic() - started
-    untrained.load_state_dict({**untrained.state_dict(), **{k: v for k, v in trained.state_dict().items() if "prosody" in k}})
+    untrained.load_state_dict(
+        {**untrained.state_dict(), **{k: v for k, v in trained.state_dict().items() if "prosody" in k}}
+    )
     split = options.audio.embedding_dim
-    vectors = {name: (embed_media(m, train), embed_media(m, test)) for name, m in (("untrained", untrained), ("trained", trained))}
+    vectors = {
+        name: (embed_media(m, train), embed_media(m, test))
+        for name, m in (("untrained", untrained), ("trained", trained))
+    }
     rows = [
-        ("ResNet embedding, untrained", vectors["untrained"][0][:, :split], vectors["untrained"][1][:, :split]),
-        ("ResNet embedding, triplet-trained", vectors["trained"][0][:, :split], vectors["trained"][1][:, :split]),
+        (
+            "ResNet embedding, untrained",
+            vectors["untrained"][0][:, :split],
+            vectors["untrained"][1][:, :split],
+        ),
+        (
+            "ResNet embedding, triplet-trained",
+            vectors["trained"][0][:, :split],
+            vectors["trained"][1][:, :split],
+        ),
         ("prosodic functionals alone", vectors["trained"][0][:, split:], vectors["trained"][1][:, split:]),
         ("untrained ResNet + functionals", *vectors["untrained"]),
         ("trained ResNet + functionals (default)", *vectors["trained"]),

@@ -84,7 +84,9 @@ def save_checkpoint(
     state = {f"m2fnet.{k}": v for k, v in network.state_dict().items()}
     state.update(encoder.top_state_dict())
     # float16 halves the file (the shipped checkpoint must stay small); evaluation reads this file.
-    save_file({k: v.detach().to(torch.float16).contiguous() for k, v in state.items()}, str(out_dir / WEIGHTS))
+    save_file(
+        {k: v.detach().to(torch.float16).contiguous() for k, v in state.items()}, str(out_dir / WEIGHTS)
+    )
     (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     (out_dir / "labels.json").write_text(json.dumps(labels, indent=2) + "\n")
     (out_dir / "checkpoint.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -122,11 +124,14 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"checkpoint {path}: unreadable {WEIGHTS} ({error})") from None
     state = {k: v.float() for k, v in state.items()}
     try:
-        network.load_state_dict({k.removeprefix("m2fnet."): v for k, v in state.items() if k.startswith("m2fnet.")})
+        network.load_state_dict(
+            {k.removeprefix("m2fnet."): v for k, v in state.items() if k.startswith("m2fnet.")}
+        )
         encoder.load_top_state_dict(state)
     except RuntimeError as error:
-        raise CheckpointError(f"checkpoint {path}: weights do not match its config ({str(error).splitlines()[0]})") from None
+        raise CheckpointError(
+            f"checkpoint {path}: weights do not match its config ({str(error).splitlines()[0]})"
+        ) from None
     encoder.eval()
     network.eval()
     return Checkpoint(text_config, model_config, labels, tokenizer, encoder, network, path, meta)
-

@@ -36,7 +36,9 @@ class M2FNetConfig:
         self.modalities = tuple(self.modalities)
         unknown = set(self.modalities) - set(MODALITIES)
         if unknown or "text" not in self.modalities:
-            raise ValueError(f"modalities must include 'text' and be among {MODALITIES}, got {self.modalities}")
+            raise ValueError(
+                f"modalities must include 'text' and be among {MODALITIES}, got {self.modalities}"
+            )
 
     def input_dim(self, modality: str) -> int:
         return {"text": self.text_dim, "audio": self.audio_dim, "visual": self.visual_dim}[modality]
@@ -65,7 +67,9 @@ class MaskedAttention(nn.Module):
         self.out = nn.Linear(dim, dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor
+    ) -> torch.Tensor:
         b, n, d = q.shape
         h = self.heads
 
@@ -114,7 +118,9 @@ class DialogueEncoder(nn.Module):
         self.norm = nn.LayerNorm(cfg.hidden_dim)
 
     def forward(self, features: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(features.shape[1], device=features.device).clamp(max=self.position.num_embeddings - 1)
+        positions = torch.arange(features.shape[1], device=features.device).clamp(
+            max=self.position.num_embeddings - 1
+        )
         x = self.project(features) + self.position(positions)[None]
         for layer in self.layers:
             x = x + layer(x, allowed)
@@ -134,7 +140,9 @@ class FusionLayer(nn.Module):
         self.norm = nn.LayerNorm(cfg.hidden_dim)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, text: torch.Tensor, keys: dict[str, torch.Tensor], allowed: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(
+        self, text: torch.Tensor, keys: dict[str, torch.Tensor], allowed: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
         parts = [text] + [self.attentions[m](text, keys[m], text, allowed[m]) for m in self.key_modalities]
         return self.norm(text + self.dropout(self.merge(torch.cat(parts, dim=-1))))
 

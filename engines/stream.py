@@ -107,7 +107,9 @@ class RecognizerSession:
         speaker = utterance.speaker or ""
         texts = [e.text for e in self.context] + [utterance.text]
         speakers = [e.speaker for e in self.context] + [speaker]
-        sequence, (start, end) = build_input(checkpoint.tokenizer, texts, speakers, len(texts) - 1, checkpoint.text_config)
+        sequence, (start, end) = build_input(
+            checkpoint.tokenizer, texts, speakers, len(texts) - 1, checkpoint.text_config
+        )
         ids = torch.tensor([sequence])
         attention = torch.ones_like(ids)
         target = torch.zeros_like(ids, dtype=torch.bool)
@@ -129,7 +131,9 @@ class RecognizerSession:
                 dim = checkpoint.model_config.input_dim(modality)
                 rows = [e.features.get(modality) for e in entries]
                 present[modality] = torch.tensor([[r is not None for r in rows]])
-                features[modality] = torch.stack([r if r is not None else torch.zeros(dim) for r in rows])[None]
+                features[modality] = torch.stack([r if r is not None else torch.zeros(dim) for r in rows])[
+                    None
+                ]
         logits = checkpoint.network(features, present, valid)[0, -1]
         probs = torch.softmax(logits, dim=-1).tolist()
         fusion_ms = (time.perf_counter() - started) * 1000

@@ -44,7 +44,9 @@ def resolve_encoder_dir(name: str) -> Path:
         return _assemble_mpnet()
     path = Path(name).expanduser()
     if not (path / "config.json").is_file():
-        raise CheckpointError(f"text encoder '{name}': not 'minilm', 'mpnet' or a model directory with config.json")
+        raise CheckpointError(
+            f"text encoder '{name}': not 'minilm', 'mpnet' or a model directory with config.json"
+        )
     return path
 
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
+from engines.yaml_config import build_dataclass
 from realtime.capture import CaptureOptions
 from realtime.pipeline import PipelineOptions
 from realtime.publish import MqttOptions
@@ -54,9 +51,8 @@ def load_live_config(path: str | Path | None) -> LiveConfig:
 
     Unknown keys and values of the wrong type raise `ConfigError` naming the file and key.
     """
-    config = LiveConfig()
     if path is None:
-        return config
+        return LiveConfig()
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
@@ -65,54 +61,16 @@ def load_live_config(path: str | Path | None) -> LiveConfig:
     except yaml.YAMLError as exc:
         raise ConfigError(f"config {path}: not valid YAML ({_first_line(exc)})") from None
     if data is None:
-        return config
+        return LiveConfig()
     if not isinstance(data, dict):
         raise ConfigError(f"config {path}: expected a mapping of sections at the top level")
-    _apply(config, data, path, prefix="")
+    config = build_dataclass(LiveConfig, data, f"config {path}", ConfigError)
     for name, (low, high) in _RANGES.items():
         section, key = name.split(".")
         value = getattr(getattr(config, section), key)
         if not low <= value <= high:
             raise ConfigError(f"config {path}: '{name}' must be between {low} and {high}, got {value!r}")
     return config
-
-
-def _apply(target: Any, data: dict[str, Any], path: Path, prefix: str) -> None:
-    hints = typing.get_type_hints(type(target))
-    known = {f.name for f in dataclasses.fields(target)}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if key not in known:
-            raise ConfigError(f"config {path}: unknown key '{name}'")
-        current = getattr(target, key)
-        if dataclasses.is_dataclass(current):
-            if not isinstance(value, dict):
-                raise ConfigError(f"config {path}: '{name}' must be a mapping")
-            _apply(current, value, path, prefix=f"{name}.")
-            continue
-        setattr(target, key, _check_value(value, hints[key], path, name))
-
-
-def _check_value(value: Any, hint: Any, path: Path, name: str) -> Any:
-    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    for kind in allowed:
-        if typing.get_origin(kind) is typing.Literal:
-            if value in typing.get_args(kind):
-                return value
-            continue
-        kind = typing.get_origin(kind) or kind
-        if kind is type(None) and value is None:
-            return None
-        if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if kind is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if kind in (str, bool, tuple, list, dict) and isinstance(value, kind):
-            return value
-        if kind is Path and isinstance(value, str):
-            return Path(value)
-    expected = " or ".join(getattr(k, "__name__", None) or repr(typing.get_args(k)) for k in allowed)
-    raise ConfigError(f"config {path}: '{name}' must be {expected}, got {value!r}")
 
 
 def _first_line(exc: Exception) -> str:

@@ -18,9 +18,9 @@ from realtime.capture import (
     DeviceError,
     FileSource,
     MediaError,
-    MicrophoneSource,
     open_source,
 )
+from realtime.devices import MicrophoneSource
 from realtime.frames import SAMPLE_RATE_HZ, AudioChunk, VideoFrame
 
 FAST = CaptureOptions(realtime=False)

@@ -25,9 +25,9 @@ def test_media_section_maps_onto_nested_options(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("media: {pretrain: {audio: {widht: 8}}}", "media.pretrain.audio: unknown key 'widht'"),
-        ("media: {pretrain: 3}", "media.pretrain: expected a mapping"),
-        ("media: 5", "media: expected a mapping"),
+        ("media: {pretrain: {audio: {widht: 8}}}", "unknown key 'media.pretrain.audio.widht'"),
+        ("media: {pretrain: 3}", "'media.pretrain' must be a mapping"),
+        ("media: 5", "'media' must be a mapping"),
     ],
 )
 def test_media_errors_name_the_key(tmp_path, text, message):

@@ -10,6 +10,7 @@ import yaml
 
 from engines.m2fnet import M2FNetConfig
 from engines.text_encoder import TextEncoderConfig
+from engines.yaml_config import build_dataclass
 from training.data import DataError
 from training.recipe import RecipeOptions
 
@@ -46,27 +47,7 @@ class TrainConfig:
             )
 
 
-SECTIONS = {"text": TextEncoderConfig, "model": M2FNetConfig, "optim": OptimConfig, "media": RecipeOptions}
-
-
-def _build(cls, values: dict, where: str):
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    defaults = cls()
-    kwargs = {}
-    for key, value in values.items():
-        if key not in names:
-            raise DataError(f"{where}: unknown key '{key}' (known: {', '.join(names)})")
-        nested = getattr(defaults, key)
-        if dataclasses.is_dataclass(nested):
-            if not isinstance(value, dict):
-                raise DataError(f"{where}.{key}: expected a mapping")
-            kwargs[key] = _build(type(nested), value, f"{where}.{key}")
-        else:
-            kwargs[key] = tuple(value) if isinstance(value, list) else value
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as error:
-        raise DataError(f"{where}: {error}") from None
+SECTIONS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 
 def load_config(name_or_path: str | None) -> TrainConfig:
@@ -82,13 +63,7 @@ def load_config(name_or_path: str | None) -> TrainConfig:
         raise DataError(f"{path}: invalid YAML ({str(error).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise DataError(f"{path}: expected a mapping with sections {', '.join(SECTIONS)}")
-    unknown = set(raw) - set(SECTIONS)
-    if unknown:
-        raise DataError(f"{path}: unknown section '{min(unknown)}' (known: {', '.join(SECTIONS)})")
-    for name in SECTIONS:
-        if not isinstance(raw.get(name) or {}, dict):
-            raise DataError(f"{path}: {name}: expected a mapping")
-    config = TrainConfig(**{k: _build(cls, raw.get(k) or {}, f"{path}: {k}") for k, cls in SECTIONS.items()})
+    config = build_dataclass(TrainConfig, _sections(raw), str(path), DataError)
     config.validate()
     return config
 
@@ -99,4 +74,9 @@ def config_to_dict(config: TrainConfig) -> dict:
 
 def config_from_dict(values: dict) -> TrainConfig:
     """The inverse of `config_to_dict`; a checkpoint written before a section existed gets its defaults."""
-    return TrainConfig(**{k: _build(cls, values.get(k) or {}, k) for k, cls in SECTIONS.items()})
+    return build_dataclass(TrainConfig, _sections(values), "config", DataError)
+
+
+def _sections(values: dict) -> dict:
+    """An empty section (`optim:` with nothing under it) means its defaults."""
+    return {name: {} if section is None else section for name, section in values.items()}
