@@ -45,11 +45,9 @@ def meld_slices(tmp_path_factory):
     return folder
 
 
-@pytest.fixture(scope="module")
-def trained(meld_slices, tmp_path_factory):
-    cache = tmp_path_factory.mktemp("cache")
-    out = meld_slices / "ckpt"
-    result = run(
+def train_tiny(meld_slices: Path, out: Path) -> list[str]:
+    """`train` arguments for the tiny config on the MELD slices."""
+    return [
         "train",
         "--config",
         str(meld_slices / "tiny.yaml"),
@@ -59,10 +57,14 @@ def trained(meld_slices, tmp_path_factory):
         str(meld_slices / "dev.csv"),
         "--out",
         str(out),
-        "--seed",
-        "1",
-        env_cache=cache,
-    )
+    ]
+
+
+@pytest.fixture(scope="module")
+def trained(meld_slices, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    out = meld_slices / "ckpt"
+    result = run(*train_tiny(meld_slices, out), "--seed", "1", env_cache=cache)
     assert result.returncode == 0, result.stderr[-2000:]
     return out, cache, result
 
@@ -80,18 +82,7 @@ def test_train_writes_a_complete_checkpoint(trained):
 
 def test_second_run_reads_the_text_cache(trained, meld_slices):
     _, cache, _ = trained
-    result = run(
-        "train",
-        "--config",
-        str(meld_slices / "tiny.yaml"),
-        "--train",
-        str(meld_slices / "train.csv"),
-        "--dev",
-        str(meld_slices / "dev.csv"),
-        "--out",
-        str(meld_slices / "again"),
-        env_cache=cache,
-    )
+    result = run(*train_tiny(meld_slices, meld_slices / "again"), env_cache=cache)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "encoded" not in result.stderr
 
