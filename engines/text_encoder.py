@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from engines.errors import CheckpointError
+from engines.text_form import normalize_transcript
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,8 @@ class TextEncoderConfig:
     past_utterances: int = 1  # previous utterances joined before the target by the separator token
     future_utterances: int = 1  # next utterances after the target; must be 0 for a causal model
     speaker_names: bool = True  # prefix each utterance with "Speaker:" (EmoBERTa style)
+    speaker_labels: str = "names"  # "names" as in the data; "generic": S1, S2, ... per dialogue (live)
+    normalize_text: bool = False  # text in Whisper's surface form, training and live (engines/text_form.py)
 
 
 def resolve_encoder_dir(name: str) -> Path:
@@ -158,7 +161,8 @@ def build_input(
     """Token ids for utterance `index` with its neighbours, and the target's token span [start, end)."""
 
     def ids(i: int) -> list[int]:
-        text = f"{speakers[i]}: {texts[i]}" if cfg.speaker_names and speakers[i] else texts[i]
+        text = normalize_transcript(texts[i]) if cfg.normalize_text else texts[i]
+        text = f"{speakers[i]}: {text}" if cfg.speaker_names and speakers[i] else text
         return tokenizer.encode(text, add_special_tokens=False)
 
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id

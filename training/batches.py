@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from engines.text_encoder import SplitTextEncoder, TextEncoderConfig, build_input
+from engines.text_form import generic_speaker_labels
 from training.data import Dialogue
 from training.text_cache import TokenStateCache
 
@@ -39,6 +40,8 @@ def encode_dialogues(
     for dialogue in dialogues:
         texts = [u.text for u in dialogue.utterances]
         speakers = [u.speaker for u in dialogue.utterances]
+        if text_config.speaker_labels == "generic":
+            speakers = generic_speaker_labels(speakers)
         for i in range(len(texts)):
             sequence, span = build_input(tokenizer, texts, speakers, i, text_config)
             sequences.append(sequence)

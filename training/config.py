@@ -13,6 +13,7 @@ from engines.text_encoder import TextEncoderConfig
 from engines.yaml_config import build_dataclass
 from training.data import DataError
 from training.recipe import RecipeOptions
+from training.text_augment import TextAugmentOptions
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -30,6 +31,7 @@ class OptimConfig:
     utterance_loss_weight: float = 0.0  # extra CE on the text vectors alone: a direct signal for the encoder
     modality_dropout: float = 0.2  # chance to hide a non-text modality per utterance while training
     threads: int = 1  # torch threads; on 2 shared cores one thread is fastest
+    patience: int = 0  # stop after this many epochs without a better dev w-F1; 0 runs all `epochs`
 
 
 @dataclass
@@ -39,11 +41,17 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     media: RecipeOptions = field(default_factory=RecipeOptions)
     """Extractor pretraining and feature extraction for `train --modalities text,audio[,visual]`."""
+    text_augment: TextAugmentOptions = field(default_factory=TextAugmentOptions)
+    """Training text made to look like live transcripts (training/text_augment.py)."""
 
     def validate(self) -> None:
         if self.model.causal and self.text.future_utterances:
             raise DataError(
                 "config: a causal model cannot read future utterances (text.future_utterances must be 0)"
+            )
+        if self.text.speaker_labels not in ("names", "generic"):
+            raise DataError(
+                f"config: text.speaker_labels must be 'names' or 'generic', not '{self.text.speaker_labels}'"
             )
 
 

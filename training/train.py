@@ -23,6 +23,7 @@ from training.config import TrainConfig, config_to_dict
 from training.data import DataError, Dialogue, check_labels, label_set, load_dialogues
 from training.features_io import ModalityFeatures
 from training.metrics import classification_report
+from training.text_augment import live_style
 from training.text_cache import TokenStateCache
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ def train_model(
     out_dir = Path(out_dir)
     torch.set_num_threads(config.optim.threads)
     seed_everything(seed)
-    train_dialogues = load_dialogues(train_path)
+    train_dialogues = live_style(load_dialogues(train_path), config.text_augment)
     dev_dialogues = load_dialogues(dev_path)
     labels = label_set(train_dialogues)
     if len(labels) < 2:
@@ -221,6 +222,9 @@ def train_model(
             best = {**report, "epoch": epoch}
             meta.update(dev=best, history=history, train_seconds=round(time.monotonic() - started, 1))
             save_checkpoint(out_dir, config_to_dict(config), labels, encoder, network, meta)
+        elif optim.patience and epoch - best["epoch"] >= optim.patience:
+            log.info("no better dev w-F1 for %d epochs: stopping after epoch %d", optim.patience, epoch)
+            break
     meta.update(history=history, train_seconds=round(time.monotonic() - started, 1))
     (out_dir / "checkpoint.json").write_text(json.dumps(meta, indent=2) + "\n")
     log.info(
