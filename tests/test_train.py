@@ -136,3 +136,35 @@ def test_fine_tuning_changes_only_the_top_text_layers(causal_checkpoint):
     assert not torch.allclose(
         trained.top_layers[0].output.dense.weight, layers[split].output.dense.weight.half().float()
     )
+
+
+def long_dialogues(path, dialogues, offset=0, turns=40):
+    """Long conversations (as in data sets of 50-100 turns) whose labels the tiny model learns slowly."""
+    labels = list(CUES)
+    rows = [
+        {
+            "dialogue_id": d + offset,
+            "utterance_id": turn,
+            "speaker": "ABC"[turn % 3],
+            "text": CUES[labels[(d + turn) % 3]],
+            "emotion": labels[(d + turn) % 3],
+        }
+        for d in range(dialogues)
+        for turn in range(turns)
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_training_goes_on_while_dev_improves_and_stops_after_patience(tmp_path):
+    train = long_dialogues(tmp_path / "train.jsonl", 8)
+    dev = long_dialogues(tmp_path / "dev.jsonl", 2, offset=100)
+    config = small_config(causal=True)
+    config.text.speaker_labels = "generic"
+    config.optim = OptimConfig(epochs=12, patience=2, dialogues_per_batch=2, head_lr=4e-4, encoder_lr=1e-5)
+    best = train_model(config, train, dev, tmp_path / "ckpt", seed=0)
+    history = json.loads((tmp_path / "ckpt" / "checkpoint.json").read_text())["history"]
+    scores = [h["dev_weighted_f1"] for h in history]
+    assert best["epoch"] > 2, scores  # the fixed 5-epoch recipe would have cut a slower learner short
+    assert len(history) == min(12, best["epoch"] + 2), scores
+    assert max(scores[best["epoch"] :], default=0) <= best["weighted_f1"]

@@ -1,0 +1,61 @@
+"""Text as the live loop sees it: Whisper's surface form, generic speakers, marks kept at a rate."""
+
+from engines.text_encoder import TextEncoderConfig, build_input
+from engines.text_form import generic_speaker_labels, normalize_transcript
+from training.data import Dialogue, Utterance
+from training.text_augment import TextAugmentOptions, live_style
+
+
+def test_subtitle_shouting_and_stacked_marks_take_whispers_form():
+    assert normalize_transcript("WHAT?!") == "What?"
+    assert normalize_transcript("Oh my God!!!  You guys....") == "Oh my God! You guys..."
+    assert normalize_transcript("no way !") == "No way!"
+    assert normalize_transcript("I know, OK?") == "I know, OK?"
+
+
+def test_normalisation_leaves_whisper_output_alone():
+    for text in ("I think so. Are you coming?", "Yeah, that's great!", "Well... maybe."):
+        assert normalize_transcript(text) == text
+
+
+def test_generic_speakers_follow_first_appearance():
+    assert generic_speaker_labels(["Ross", "Rachel", "Ross", "Joey", ""]) == ["S1", "S2", "S1", "S3", ""]
+
+
+def test_build_input_normalises_only_when_configured():
+    class Words:
+        cls_token_id, sep_token_id = 0, 1
+
+        def encode(self, text, add_special_tokens=False):
+            self.seen = text
+            return [2]
+
+    words = Words()
+    build_input(words, ["WHAT?!"], ["S1"], 0, TextEncoderConfig(normalize_text=True))
+    assert words.seen == "S1: What?"
+    build_input(words, ["WHAT?!"], ["S1"], 0, TextEncoderConfig())
+    assert words.seen == "S1: WHAT?!"
+
+
+def dialogues(n: int) -> list[Dialogue]:
+    return [
+        Dialogue(str(d), [Utterance(str(d), str(i), "A", "Hey! You? Really!", "joy") for i in range(10)])
+        for d in range(n)
+    ]
+
+
+def test_marks_are_kept_at_the_configured_rate_and_fixed_per_utterance():
+    options = TextAugmentOptions(exclamation_keep_prob=0.4, question_keep_prob=0.8)
+    first, again = live_style(dialogues(50), options), live_style(dialogues(50), options)
+    texts = [u.text for d in first for u in d.utterances]
+    assert texts == [u.text for d in again for u in d.utterances]
+    kept_exclamation = sum("!" in t for t in texts) / len(texts)
+    kept_question = sum("?" in t for t in texts) / len(texts)
+    assert 0.3 < kept_exclamation < 0.5
+    assert 0.7 < kept_question < 0.9
+    assert all(t.replace("!", ".").replace("?", ".") == "Hey. You. Really." for t in texts)
+
+
+def test_default_options_change_nothing():
+    original = dialogues(2)
+    assert live_style(original, TextAugmentOptions()) is original
