@@ -211,6 +211,21 @@ def variant(dialogues: list[Dialogue], change) -> list[Dialogue]:
     return out
 
 
+def write_transcripts(path: Path, dialogues: list[Dialogue], asr_text: list[list[str]]) -> None:
+    """Training data as the live loop hears it; an utterance no result overlapped keeps its gold text."""
+    with path.open("w") as out:
+        for dialogue, texts in zip(dialogues, asr_text):
+            for utterance, text in zip(dialogue.utterances, texts):
+                record = {
+                    "dialogue_id": dialogue.dialogue_id,
+                    "utterance_id": utterance.utterance_id,
+                    "speaker": utterance.speaker,
+                    "text": text or utterance.text,
+                    "emotion": utterance.emotion,
+                }
+                out.write(json.dumps(record) + "\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(MELD_DEV), help="MELD CSV or JSONL (default: MELD dev)")
@@ -221,6 +236,11 @@ def main() -> int:
     parser.add_argument("--cache", default=str(CACHE_ROOT / "bench" / "live_accuracy"))
     parser.add_argument("--seed", type=int, default=0, help="voices, pitches, rates and gaps")
     parser.add_argument("--out", help="write the numbers as JSON")
+    parser.add_argument(
+        "--transcripts-out",
+        help="write the data set again as JSONL with each utterance's live transcript as text",
+    )
+    parser.add_argument("--no-decomposition", action="store_true", help="live loop and WER only")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     import torch
@@ -264,6 +284,8 @@ def main() -> int:
 
     checkpoint = recognizer.checkpoint
     asr_text = [[m.text if m else "" for m in row] for row in matched]
+    if args.transcripts_out:
+        write_transcripts(Path(args.transcripts_out), dialogues, asr_text)
     decomposition = {
         "gold text, gold speakers": variant(
             dialogues, lambda d: ([u.text for u in d.utterances], [u.speaker for u in d.utterances])
@@ -286,10 +308,13 @@ def main() -> int:
             ),
         ),
     }
+    if args.no_decomposition:
+        decomposition = {}
     by_id = {d.dialogue_id: texts for d, texts in zip(dialogues, asr_text)}
-    decomposition["live transcripts, gold speakers"] = variant(
-        dialogues, lambda d: (by_id[d.dialogue_id], [u.speaker for u in d.utterances])
-    )
+    if not args.no_decomposition:
+        decomposition["live transcripts, gold speakers"] = variant(
+            dialogues, lambda d: (by_id[d.dialogue_id], [u.speaker for u in d.utterances])
+        )
     report = {
         "data": args.data,
         "dialogues": len(dialogues),

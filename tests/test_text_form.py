@@ -59,3 +59,34 @@ def test_marks_are_kept_at_the_configured_rate_and_fixed_per_utterance():
 def test_default_options_change_nothing():
     original = dialogues(2)
     assert live_style(original, TextAugmentOptions()) is original
+
+
+def test_a_share_of_utterances_takes_the_live_transcript(tmp_path):
+    import json
+
+    heard = tmp_path / "heard.jsonl"
+    original = dialogues(20)
+    heard.write_text(
+        "".join(
+            json.dumps(
+                {"dialogue_id": u.dialogue_id, "utterance_id": u.utterance_id, "speaker": "A"}
+                | {"text": "hey you really", "emotion": "joy"}
+            )
+            + "\n"
+            for d in original
+            for u in d.utterances
+        )
+    )
+    options = TextAugmentOptions(transcripts=str(heard), transcript_prob=0.5)
+    texts = [u.text for d in live_style(original, options) for u in d.utterances]
+    assert set(texts) == {"hey you really", "Hey! You? Really!"}
+    assert 0.4 < texts.count("hey you really") / len(texts) < 0.6
+
+
+def test_transcript_share_without_a_file_is_a_config_error():
+    import pytest
+
+    from training.data import DataError
+
+    with pytest.raises(DataError, match="text_augment.transcripts"):
+        live_style(dialogues(1), TextAugmentOptions(transcript_prob=0.5))

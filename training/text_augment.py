@@ -1,9 +1,11 @@
-"""Training text as the live loop will see it: fewer subtitle exclamation and question marks.
+"""Training text as the live loop will see it: fewer subtitle marks, and Whisper's own transcripts.
 
 MELD's subtitles put `!` on about 60 % of joyful and angry lines; Whisper writes it on a quarter of
 emotional speech at most and synthetic voices almost never get one. A model that learns `!` as the
 emotion loses it live, so each training utterance keeps its marks only with a given chance. The choice is
 fixed per utterance (seeded by its key), so the frozen layers' token-state cache stays valid across epochs.
+Optionally a share of the utterances takes the text the live loop itself heard for the same line spoken
+(`bench/live_accuracy.py --transcripts-out`), so the model also learns from real recognition errors.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import hashlib
 import random
 from dataclasses import dataclass
 
-from training.data import Dialogue
+from training.data import DataError, Dialogue, load_dialogues
 
 
 @dataclass
@@ -22,13 +24,18 @@ class TextAugmentOptions:
     """Chance that a training utterance keeps its `!` (otherwise each becomes `.`); 1 keeps the subtitles'."""
     question_keep_prob: float = 1.0
     """Chance that a training utterance keeps its `?` (otherwise each becomes `.`)."""
+    transcripts: str | None = None
+    """JSONL of the training set with the live loop's transcript of each utterance as its text."""
+    transcript_prob: float = 0.0
+    """Chance that a training utterance takes its live transcript instead of its subtitle."""
     seed: int = 0
-    """Which utterances lose their marks; independent of the training seed so runs share the cache."""
+    """Which utterances change; independent of the training seed so runs share the cache."""
 
 
 def live_style(dialogues: list[Dialogue], options: TextAugmentOptions) -> list[Dialogue]:
     """Training dialogues with marks dropped as configured; dev and test are never changed."""
-    if options.exclamation_keep_prob >= 1.0 and options.question_keep_prob >= 1.0:
+    heard = _transcripts(options) if options.transcript_prob > 0 else {}
+    if options.exclamation_keep_prob >= 1.0 and options.question_keep_prob >= 1.0 and not heard:
         return dialogues
     out = []
     for dialogue in dialogues:
@@ -40,6 +47,14 @@ def live_style(dialogues: list[Dialogue], options: TextAugmentOptions) -> list[D
                 text = text.replace("!", ".")
             if rng.random() >= options.question_keep_prob:
                 text = text.replace("?", ".")
+            if utterance.key in heard and rng.random() < options.transcript_prob:
+                text = heard[utterance.key]
             utterances.append(dataclasses.replace(utterance, text=text))
         out.append(dataclasses.replace(dialogue, utterances=utterances))
     return out
+
+
+def _transcripts(options: TextAugmentOptions) -> dict[str, str]:
+    if not options.transcripts:
+        raise DataError("config: text_augment.transcript_prob needs text_augment.transcripts (a JSONL file)")
+    return {u.key: u.text for d in load_dialogues(options.transcripts) for u in d.utterances}
