@@ -261,7 +261,9 @@ def main() -> int:
         flush=True,
     )
     recognizer = load_recognizer(args.checkpoint)
-    transcriber = CachedTranscriber(Transcriber(config.asr), folder / f"transcripts-{config.asr.model}.json")
+    beam = f"-beam{config.asr.beam_size}" if config.asr.beam_size > 1 else ""
+    cache = folder / f"transcripts-{Path(config.asr.model).name}{beam}.json"
+    transcriber = CachedTranscriber(Transcriber(config.asr), cache)
     started = time.perf_counter()
     live_results = []
     for i, item in enumerate(spoken):
@@ -324,6 +326,9 @@ def main() -> int:
         "wer": round(wer, 1),
         "missed_utterances": missed,
         "live_seconds": round(live_s, 1),
+        "asr_ms_p50": round(
+            float(np.median([r.timings_ms.asr for rs in live_results for r in rs] or [0])), 1
+        ),
         "asr_cache_misses": transcriber.misses,
         "live": scores(truth, live, labels),
         "decomposition": {
