@@ -62,6 +62,8 @@ class PipelineMetrics:
     """VAD cost per audio chunk (it runs inline on the event loop)."""
     vad: LatencyStats = field(default_factory=LatencyStats)
     asr: LatencyStats = field(default_factory=LatencyStats)
+    speaker: LatencyStats = field(default_factory=LatencyStats)
+    """Speaker attribution per utterance (embedding + clustering), on the recognizer's thread."""
     features: LatencyStats = field(default_factory=LatencyStats)
     fusion: LatencyStats = field(default_factory=LatencyStats)
     segment_to_publish: LatencyStats = field(default_factory=LatencyStats)

@@ -54,6 +54,12 @@ class ResultSink(Protocol):
     def emit(self, result: EmotionResult) -> None: ...
 
 
+class SpeakerAttribution(Protocol):
+    """`realtime.speakers.SpeakerAttributor`: `attribute(samples) -> SpeakerTurn` (label, name, costs)."""
+
+    def attribute(self, samples: Any) -> Any: ...
+
+
 @dataclass(slots=True)
 class PipelineOptions:
     """Context size and queue bounds of one stream."""
@@ -94,8 +100,10 @@ class Pipeline:
         make_input: Callable[[SpeechSegment, Transcript], Any],
         sinks: list[ResultSink],
         options: PipelineOptions | None = None,
+        attributor: SpeakerAttribution | None = None,
     ) -> None:
-        """`make_input(segment, transcript)` builds the recognizer's input (`engines.stream.UtteranceInput`)."""
+        """`make_input(segment, transcript)` builds the recognizer's input (`engines.stream.UtteranceInput`);
+        with an `attributor`, its `speaker` is set to the utterance's speaker label before recognition."""
         self.stream_id = stream_id
         self.model_id = model_id
         self.options = options or PipelineOptions()
@@ -106,6 +114,7 @@ class Pipeline:
         self._session = session
         self._make_input = make_input
         self._sinks = sinks
+        self._attributor = attributor
         self._segments: asyncio.Queue[SpeechSegment | object] = asyncio.Queue(self.options.segment_queue_size)
         self._utterances: asyncio.Queue[_Transcribed | object] = asyncio.Queue(
             self.options.utterance_queue_size
@@ -238,11 +247,13 @@ class Pipeline:
         while (item := await self._utterances.get()) is not _END:
             assert isinstance(item, _Transcribed)
             segment, transcript = item.segment, item.transcript
-            utterance = self._make_input(segment, transcript)
-            prediction = await loop.run_in_executor(self._emotion_pool, self._session.add, utterance)
+            prediction, turn = await loop.run_in_executor(
+                self._emotion_pool, self._recognize, segment, transcript
+            )
             timings = StageTimings(
                 vad=segment.vad_ms,
                 asr=transcript.asr_ms,
+                speaker=turn.embed_ms + turn.cluster_ms if turn is not None else 0.0,
                 features=prediction.features_ms,
                 fusion=prediction.fusion_ms,
                 segment_to_publish=(time.monotonic() - segment.cut_monotonic_s) * 1000,
@@ -258,6 +269,7 @@ class Pipeline:
                 modalities=dict(prediction.modalities),
                 model=self.model_id,
                 timings_ms=timings,
+                speaker=turn.name if turn is not None else None,
             )
             self._next_utterance_id += 1
             for sink in self._sinks:
@@ -265,10 +277,20 @@ class Pipeline:
             self._record(timings)
         self.metrics.wall_s = time.perf_counter() - self._started
 
+    def _recognize(self, segment: SpeechSegment, transcript: Transcript) -> tuple[Any, Any]:
+        """On the recognizer's thread: who spoke (it feeds the model's text input), then the emotion."""
+        turn = self._attributor.attribute(segment.samples) if self._attributor is not None else None
+        utterance = self._make_input(segment, transcript)
+        if turn is not None:
+            utterance.speaker = turn.label
+        return self._session.add(utterance), turn
+
     def _record(self, timings: StageTimings) -> None:
         self.metrics.results += 1
         self.metrics.vad.add(timings.vad)
         self.metrics.asr.add(timings.asr)
+        if self._attributor is not None:
+            self.metrics.speaker.add(timings.speaker)
         self.metrics.features.add(timings.features)
         self.metrics.fusion.add(timings.fusion)
         self.metrics.segment_to_publish.add(timings.segment_to_publish)

@@ -118,7 +118,9 @@ class Outbox:
 
     When full, the OLDEST utterance message is dropped, counted in `PublisherMetrics.outbox_dropped`
     and logged as a warning: a live subscriber cares most about what is happening now, and the
-    newest results carry the most recent context. Availability messages are never dropped.
+    newest results carry the most recent context. Retained messages (availability, state) are never
+    dropped; a state update replaces its topic's update still waiting (not the one being sent), so
+    they stay bounded by the number of state topics.
     A message leaves the outbox only once the broker has acknowledged it, so a connection lost
     mid-publish re-sends it after reconnecting (QoS 1: at least once).
     """
@@ -133,6 +135,13 @@ class Outbox:
         return len(self._items)
 
     def put(self, message: _Message) -> None:
+        if message.retain:
+            # Index 0 may be in flight (peeked, awaiting its PUBACK): only later entries are replaced.
+            for index in range(1, len(self._items)):
+                if self._items[index].retain and self._items[index].topic == message.topic:
+                    self._items[index] = message
+                    self.changed.set()
+                    return
         if not message.retain and sum(not m.retain for m in self._items) >= self._max:
             oldest = next(m for m in self._items if not m.retain)
             self._items.remove(oldest)
@@ -177,6 +186,11 @@ class StreamChannel:
     def emit(self, result: EmotionResult) -> None:
         """Queue one result for `<prefix>/<stream>/utterance`; never blocks (see `Outbox` for the full policy)."""
         self._publisher.outbox.put(_Message(self.utterance_topic, result.to_json(), retain=False))
+
+    def publish_retained(self, subtopic: str, payload: str) -> None:
+        """Queue a retained state message on `<prefix>/<stream>/<subtopic>`; never blocks."""
+        topic = f"{self.utterance_topic.rsplit('/', 1)[0]}/{subtopic}"
+        self._publisher.outbox.put(_Message(topic, payload, retain=True))
 
     def close(self) -> None:
         """Queue `offline` after this stream's pending results and stop announcing it."""

@@ -17,6 +17,7 @@ the start; two fixed speakers never merge. Overlapping speech gets the voice tha
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 logger = logging.getLogger(__name__)
+
+_AUTOMATIC = re.compile(r"S\d+")
 
 
 @dataclass(slots=True)
@@ -44,6 +47,10 @@ class SpeakerOptions:
     """Utterances shorter than this join the closest speaker and never start a new one."""
     short_new_speaker_below: float = 0.55
     """A short utterance still starts a new speaker when its similarity to every speaker is below this."""
+    ema_factor: float = 0.3
+    """Weight of the newest utterance in each speaker's smoothed scores (retained state topics)."""
+    enrol: tuple[str, ...] = ()
+    """Known voices as `NAME=FILE` (also `--speaker NAME=FILE`): messages carry NAME for that voice."""
     history_utterances: int = 64
     """Recent utterances re-clustered each time. Older ones are folded into their speaker's fixed
     summary (oldest first, counted in `SpeakerMetrics.folded`): bounded cost per utterance."""
@@ -249,26 +256,61 @@ class SpeakerAttributor:
         ]
 
 
-def enrol(embedder: Embedder, specs: list[str], load_audio) -> dict[str, np.ndarray]:
-    """`NAME=FILE` specs -> name -> unit voice embedding of the file's speech (`load_audio(path)` gives
-    16 kHz float samples). Raises `EnrolmentError` naming the spec that cannot be used."""
-    voices: dict[str, np.ndarray] = {}
+def check_enrolment(specs: tuple[str, ...] | list[str]) -> list[tuple[str, Path]]:
+    """`NAME=FILE` specs -> (name, path), checked before any model loads; `EnrolmentError` names the bad one.
+
+    A name is one MQTT topic level (`<prefix>/<stream>/speakers/<name>/state`) and may not look like an
+    automatic label (`S3`), which it would shadow."""
+    checked: list[tuple[str, Path]] = []
     for spec in specs:
         name, sep, file = spec.partition("=")
         name = name.strip()
         if not sep or not name or not file:
             raise EnrolmentError(f"--speaker {spec!r}: expected NAME=FILE")
-        if name in voices:
+        if any(c in name for c in "/+#\0") or _AUTOMATIC.fullmatch(name):
+            raise EnrolmentError(f"--speaker {spec!r}: NAME may not hold / + # or look like S1, S2, ...")
+        if name in {n for n, _ in checked}:
             raise EnrolmentError(f"--speaker {spec!r}: the name {name!r} is enrolled twice")
         path = Path(file)
         if not path.is_file():
             raise EnrolmentError(f"--speaker {spec!r}: no such file {path}")
-        try:
-            samples = load_audio(path)
-        except Exception as exc:  # noqa: BLE001 (any decoder failure is the user's file: one line)
-            raise EnrolmentError(f"--speaker {spec!r}: cannot read audio from {path} ({exc})") from None
+        checked.append((name, path))
+    return checked
+
+
+def enrol(embedder: Embedder, specs: tuple[str, ...] | list[str]) -> dict[str, np.ndarray]:
+    """`NAME=FILE` specs -> name -> unit voice embedding of the file's audio (the whole file)."""
+    voices: dict[str, np.ndarray] = {}
+    for name, path in check_enrolment(specs):
+        samples = _read_audio(path)
         if len(samples) < 16_000 // 2:
-            raise EnrolmentError(f"--speaker {spec!r}: {path} holds under 0.5 s of audio")
+            raise EnrolmentError(f"--speaker {name}={path}: under 0.5 s of audio")
         vector = np.asarray(embedder.embed(samples), np.float64)
         voices[name] = vector / max(float(np.linalg.norm(vector)), 1e-12)
     return voices
+
+
+def build_attributor(options: SpeakerOptions) -> SpeakerAttributor:
+    """The packaged voice encoder (1 torch thread, set by the caller) and the enrolled voices."""
+    from engines.speaker_encoder import load_voice_encoder
+
+    encoder = load_voice_encoder()
+    return SpeakerAttributor(encoder, options, enrol(encoder, options.enrol))
+
+
+def _read_audio(path: Path) -> np.ndarray:
+    """A media file's first audio stream as 16 kHz mono float32."""
+    import av
+
+    pieces = []
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise EnrolmentError(f"--speaker ...={path}: no audio stream")
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=16_000)
+            for frame in container.decode(container.streams.audio[0]):
+                pieces += [out.to_ndarray()[0] for out in resampler.resample(frame)]
+            pieces += [out.to_ndarray()[0] for out in resampler.resample(None)]
+    except (av.FFmpegError, OSError) as exc:
+        raise EnrolmentError(f"--speaker ...={path}: cannot decode audio ({exc})") from None
+    return np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, np.float32)

@@ -146,7 +146,7 @@ def check_schema(message: dict, stream_id: str) -> None:
     assert all(isinstance(v, bool) for v in message["modalities"].values()) and message["modalities"]["text"]
     assert message["emotion"] in message["scores"]
     assert sum(message["scores"].values()) == pytest.approx(1.0, abs=1e-3)
-    assert set(message["timings_ms"]) == {"vad", "asr", "features", "fusion", "segment_to_publish"}
+    assert set(message["timings_ms"]) == {"vad", "asr", "speaker", "features", "fusion", "segment_to_publish"}
     assert all(isinstance(v, int | float) and v >= 0 for v in message["timings_ms"].values())
 
 
