@@ -102,3 +102,43 @@ def best_mapping_accuracy(truth: list[int], labels: list[str]) -> float:
         counts[names.index(label), speakers.index(who)] += 1
     rows, cols = linear_sum_assignment(-counts)
     return float(counts[rows, cols].sum() / len(truth))
+
+
+@dataclass
+class Attributed:
+    """What attribution made of a conversation cut by the real VAD."""
+
+    labels: list[str]
+    """Published name per VAD segment that overlaps a turn."""
+    truth: list[int]
+    """True speaker of the same segments."""
+    turns: list
+    """`SpeakerTurn` per segment (costs)."""
+    alive: int
+    """Speakers the attributor holds at the end."""
+
+
+def attribute_conversation(conversation: Conversation, encoder, options=None, enrolled=None) -> Attributed:
+    """Feed the conversation through the real Silero VAD in 32 ms chunks and attribute every segment."""
+    from realtime.frames import AudioChunk
+    from realtime.speakers import SpeakerAttributor
+    from realtime.vad import VadSegmenter
+
+    vad = VadSegmenter()
+    attributor = SpeakerAttributor(encoder, options, enrolled)
+    segments = []
+    for start in range(0, len(conversation.samples), 512):
+        chunk = conversation.samples[start : start + 512]
+        segments += vad.push(AudioChunk(chunk, start / SPEECH_RATE_HZ))
+    segments += vad.flush()
+    result = Attributed([], [], [], 0)
+    for segment in segments:
+        who = conversation.speaker_at(segment.start_s, segment.end_s)
+        if who is None:
+            continue
+        turn = attributor.attribute(segment.samples)
+        result.labels.append(turn.name)
+        result.truth.append(who)
+        result.turns.append(turn)
+    result.alive = len(attributor.speakers)
+    return result
