@@ -10,6 +10,7 @@ the same, already trimmed, waveform.
 from __future__ import annotations
 
 import importlib.metadata
+import pickle
 from functools import cache
 from pathlib import Path
 
@@ -81,11 +82,12 @@ def load_voice_encoder(path: str | Path | None = None) -> VoiceEncoder:
     path = Path(path) if path else weights_path()
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError) as exc:
-        raise CheckpointError(f"speaker encoder: cannot load {path} ({exc})") from None
-    state = {k: v for k, v in checkpoint["model_state"].items() if k.startswith(("lstm.", "linear."))}
-    encoder = VoiceEncoder()
-    encoder.load_state_dict(state)
+        state = {k: v for k, v in checkpoint["model_state"].items() if k.startswith(("lstm.", "linear."))}
+        encoder = VoiceEncoder()
+        encoder.load_state_dict(state)
+    except (OSError, RuntimeError, pickle.UnpicklingError, KeyError, AttributeError, TypeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"speaker encoder: cannot load {path} ({reason})") from None
     return encoder.eval()
 
 

@@ -41,7 +41,7 @@ SCHEMA_TYPES = {
     "start_s": float,
     "end_s": float,
     "wall_time": str,
-    "speaker": type(None),
+    "speaker": str,
     "text": str,
     "emotion": str,
     "scores": dict,

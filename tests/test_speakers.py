@@ -91,7 +91,9 @@ def test_generated_conversations(tmp_path: Path, encoder, n_speakers: int, least
 
 def test_enrolled_voices_are_named(tmp_path: Path, encoder) -> None:
     enrolment = [
-        write_wav(tmp_path / f"voice{i}.wav", speak("This is my voice, recorded for the enrolment.", VOICES[i]))
+        write_wav(
+            tmp_path / f"voice{i}.wav", speak("This is my voice, recorded for the enrolment.", VOICES[i])
+        )
         for i in (0, 1)
     ]
     voices = enrol(encoder, [f"Ana={enrolment[0]}", f"Bo={enrolment[1]}"])
