@@ -249,7 +249,8 @@ def test_context_matches_a_session_fed_the_same_utterances(batch_run: tuple[str,
     _, run = batch_run
     session = recognizer.new_session(12)
     for message in run.utterances():
-        prediction = session.add(UtteranceInput(text=message["text"]))
+        # Without enrolment the published speaker is the label the model saw.
+        prediction = session.add(UtteranceInput(text=message["text"], speaker=message["speaker"]))
         assert prediction.scores == pytest.approx(message["scores"], abs=1e-3)
 
 
@@ -299,6 +300,13 @@ def test_bad_config_key_is_one_line(tmp_path: Path, sentences_clip: Path) -> Non
 
 def test_bad_mqtt_url_is_one_line(sentences_clip: Path) -> None:
     assert_one_line_error(run_cli("--source", str(sentences_clip), "--mqtt", "http://x:1"), "http://x:1")
+
+
+def test_bad_enrolment_is_one_line(tmp_path: Path, sentences_clip: Path) -> None:
+    missing = tmp_path / "ana.wav"
+    run = run_cli("--source", str(sentences_clip), "--speaker", f"Ana={missing}", "--jsonl", "-")
+    assert_one_line_error(run, "--speaker", str(missing))
+    assert run.stdout == ""
 
 
 def test_bad_checkpoint_is_one_line(tmp_path: Path, sentences_clip: Path) -> None:
