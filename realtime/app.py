@@ -112,6 +112,7 @@ async def run_stream(
                 sinks=sinks,
                 options=config.pipeline,
                 attributor=attributor,
+                interim_sink=channel,
             )
             signals.pipeline = pipeline
             metrics = await pipeline.run()

@@ -19,6 +19,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "pipeline.max_context_utterances": (1, 10_000),
     "pipeline.segment_queue_size": (1, 10_000),
     "pipeline.utterance_queue_size": (1, 10_000),
+    "pipeline.interim_after_s": (0.1, 3600.0),
+    "pipeline.interim_every_s": (0.1, 3600.0),
     "mqtt.qos": (0, 2),
     "mqtt.outbox_max_messages": (1, 10_000_000),
     "vad.threshold": (0.0, 1.0),

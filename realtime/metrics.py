@@ -56,6 +56,12 @@ class PipelineMetrics:
     """Stream time of the last audio sample seen."""
     wall_s: float = 0.0
     """Wall time from the start of `Pipeline.run` to the last result."""
+    interim_published: int = 0
+    """Interim results handed to the interim sink."""
+    interim_skipped: int = 0
+    """Interim results due while final-result work was queued or running (or one was in flight)."""
+    interim_stale: int = 0
+    """Interim results dropped because their utterance ended meanwhile, or had no words yet."""
     segment_queue_peak: int = 0
     utterance_queue_peak: int = 0
     vad_chunk: LatencyStats = field(default_factory=LatencyStats)
@@ -67,6 +73,8 @@ class PipelineMetrics:
     features: LatencyStats = field(default_factory=LatencyStats)
     fusion: LatencyStats = field(default_factory=LatencyStats)
     segment_to_publish: LatencyStats = field(default_factory=LatencyStats)
+    interim: LatencyStats = field(default_factory=LatencyStats)
+    """Work per published interim result (ASR + speaker lookup + recognizer preview)."""
 
     @property
     def real_time_factor(self) -> float:

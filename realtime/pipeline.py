@@ -55,9 +55,17 @@ class ResultSink(Protocol):
 
 
 class SpeakerAttribution(Protocol):
-    """`realtime.speakers.SpeakerAttributor`: `attribute(samples) -> SpeakerTurn` (label, name, costs)."""
+    """`realtime.speakers.SpeakerAttributor`: `attribute(samples) -> SpeakerTurn` (label, name, costs);
+    `identify(samples) -> SpeakerTurn | None` looks up a known voice without learning from it."""
 
     def attribute(self, samples: Any) -> Any: ...
+    def identify(self, samples: Any) -> Any: ...
+
+
+class InterimSink(Protocol):
+    """`realtime.publish.StreamChannel`: provisional results on `<prefix>/<stream>/interim`."""
+
+    def emit_interim(self, result: EmotionResult) -> bool: ...
 
 
 @dataclass(slots=True)
@@ -73,6 +81,12 @@ class PipelineOptions:
     recognizer is several times faster than Whisper, so this only fills if the recognizer stalls."""
     realtime: bool = True
     """Live or paced input: a full segment queue drops the oldest segment instead of pausing capture."""
+    interim: bool = True
+    """Publish provisional results of an utterance still being spoken (realtime input only)."""
+    interim_after_s: float = 2.0
+    """An utterance gets interim results once it has lasted this long."""
+    interim_every_s: float = 1.0
+    """Stream time between two interim attempts of one utterance."""
 
 
 @dataclass(slots=True)
@@ -101,9 +115,12 @@ class Pipeline:
         sinks: list[ResultSink],
         options: PipelineOptions | None = None,
         attributor: SpeakerAttribution | None = None,
+        interim_sink: InterimSink | None = None,
     ) -> None:
         """`make_input(segment, transcript)` builds the recognizer's input (`engines.stream.UtteranceInput`);
-        with an `attributor`, its `speaker` is set to the utterance's speaker label before recognition."""
+        with an `attributor`, its `speaker` is set to the utterance's speaker label before recognition.
+        With an `interim_sink` (and `options.interim`, realtime input), the segmenter must also offer
+        `speaking_since_s` and `open_samples()` and the session `preview(utterance)`."""
         self.stream_id = stream_id
         self.model_id = model_id
         self.options = options or PipelineOptions()
@@ -115,6 +132,13 @@ class Pipeline:
         self._make_input = make_input
         self._sinks = sinks
         self._attributor = attributor
+        self._interim_sink = interim_sink if self.options.interim and self.options.realtime else None
+        self._interim_task: asyncio.Task[None] | None = None
+        self._interim_next_s: float | None = None
+        self._interim_start_s: float | None = None
+        self._closed_segments = 0
+        self._busy = 0
+        """Final-result work in the executors; interim results run only while it is zero."""
         self._segments: asyncio.Queue[SpeechSegment | object] = asyncio.Queue(self.options.segment_queue_size)
         self._utterances: asyncio.Queue[_Transcribed | object] = asyncio.Queue(
             self.options.utterance_queue_size
@@ -155,6 +179,9 @@ class Pipeline:
             if not self._aborted:
                 raise
         finally:
+            if self._interim_task is not None:
+                self._interim_task.cancel()
+                await asyncio.gather(self._interim_task, return_exceptions=True)
             self._asr_pool.shutdown(wait=False, cancel_futures=True)
             self._emotion_pool.shutdown(wait=False, cancel_futures=True)
         return self.metrics
@@ -185,6 +212,8 @@ class Pipeline:
                 self.metrics.vad_chunk.add((time.perf_counter() - started) * 1000)
                 for segment in segments:
                     await self._enqueue_segment(segment)
+                if self._interim_sink is not None:
+                    self._maybe_interim(item.end_s)
         finally:
             stop_wait.cancel()
             await _close_stream(stream)
@@ -202,6 +231,7 @@ class Pipeline:
         """
         if segment.cut_monotonic_s <= 0:
             segment.cut_monotonic_s = time.monotonic()
+        self._closed_segments += 1  # an interim result of this utterance still in flight is now stale
         self.metrics.segments += 1
         if self.options.realtime and self._segments.full():
             dropped = self._segments.get_nowait()
@@ -222,9 +252,13 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         while (item := await self._segments.get()) is not _END:
             assert isinstance(item, SpeechSegment)
-            transcript = await loop.run_in_executor(
-                self._asr_pool, self._transcriber.transcribe, item.samples
-            )
+            self._busy += 1
+            try:
+                transcript = await loop.run_in_executor(
+                    self._asr_pool, self._transcriber.transcribe, item.samples
+                )
+            finally:
+                self._busy -= 1
             if not _SPOKEN.search(transcript.text):
                 self.metrics.empty_transcripts += 1
                 logger.info(
@@ -247,9 +281,13 @@ class Pipeline:
         while (item := await self._utterances.get()) is not _END:
             assert isinstance(item, _Transcribed)
             segment, transcript = item.segment, item.transcript
-            prediction, turn = await loop.run_in_executor(
-                self._emotion_pool, self._recognize, segment, transcript
-            )
+            self._busy += 1
+            try:
+                prediction, turn = await loop.run_in_executor(
+                    self._emotion_pool, self._recognize, segment, transcript
+                )
+            finally:
+                self._busy -= 1
             timings = StageTimings(
                 vad=segment.vad_ms,
                 asr=transcript.asr_ms,
@@ -284,6 +322,77 @@ class Pipeline:
         if turn is not None:
             utterance.speaker = turn.label
         return self._session.add(utterance), turn
+
+    def _maybe_interim(self, now_s: float) -> None:
+        """Start an interim result of the utterance being spoken when one is due and the workers are idle.
+
+        Due: the utterance has lasted `interim_after_s`, then every `interim_every_s` of stream time.
+        Busy (final results queued or in the executors, or the previous interim unfinished): skipped
+        and counted in `interim_skipped`, so interim work never queues ahead of a final result; a final
+        that arrives while an interim step runs waits for that one step (measured: bench/interim.py).
+        """
+        start_s = self._segmenter.speaking_since_s  # type: ignore[attr-defined]
+        if start_s is None:
+            self._interim_start_s = None
+            return
+        if start_s != self._interim_start_s:
+            self._interim_start_s = start_s
+            self._interim_next_s = start_s + self.options.interim_after_s
+        if self._interim_next_s is None or now_s < self._interim_next_s:
+            return
+        self._interim_next_s = now_s + self.options.interim_every_s
+        idle = not self._busy and self._segments.empty() and self._utterances.empty()
+        if not idle or (self._interim_task is not None and not self._interim_task.done()):
+            self.metrics.interim_skipped += 1
+            return
+        samples = self._segmenter.open_samples()  # type: ignore[attr-defined]
+        segment = SpeechSegment(segment_id=-1, start_s=start_s, end_s=now_s, samples=samples)
+        self._interim_task = asyncio.create_task(
+            self._interim(segment, self._closed_segments), name=f"interim-{self.stream_id}"
+        )
+
+    async def _interim(self, segment: SpeechSegment, generation: int) -> None:
+        """Transcribe and recognise the open utterance without touching the stream's context or
+        speakers; publish it only while that utterance is still open (never after its final)."""
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        transcript = await loop.run_in_executor(self._asr_pool, self._transcriber.transcribe, segment.samples)
+        if not _SPOKEN.search(transcript.text) or generation != self._closed_segments:
+            self.metrics.interim_stale += 1
+            return
+        prediction, turn = await loop.run_in_executor(self._emotion_pool, self._preview, segment, transcript)
+        if generation != self._closed_segments:
+            self.metrics.interim_stale += 1
+            return
+        result = EmotionResult(
+            stream_id=self.stream_id,
+            utterance_id=self._next_utterance_id,
+            start_s=segment.start_s,
+            end_s=segment.end_s,
+            text=transcript.text.strip(),
+            emotion=prediction.emotion,
+            scores=dict(prediction.scores),
+            modalities=dict(prediction.modalities),
+            model=self.model_id,
+            timings_ms=StageTimings(
+                asr=transcript.asr_ms,
+                speaker=turn.embed_ms + turn.cluster_ms if turn is not None else 0.0,
+                features=prediction.features_ms,
+                fusion=prediction.fusion_ms,
+            ),
+            speaker=turn.name if turn is not None else None,
+        )
+        assert self._interim_sink is not None
+        if self._interim_sink.emit_interim(result):
+            self.metrics.interim_published += 1
+        self.metrics.interim.add((time.perf_counter() - started) * 1000)
+
+    def _preview(self, segment: SpeechSegment, transcript: Transcript) -> tuple[Any, Any]:
+        turn = self._attributor.identify(segment.samples) if self._attributor is not None else None
+        utterance = self._make_input(segment, transcript)
+        if turn is not None:
+            utterance.speaker = turn.label
+        return self._session.preview(utterance), turn  # type: ignore[attr-defined]
 
     def _record(self, timings: StageTimings) -> None:
         self.metrics.results += 1

@@ -135,6 +135,35 @@ class SpeakerAttributor:
             cluster_ms=(done - embedded) * 1000,
         )
 
+    def identify(self, samples: np.ndarray) -> SpeakerTurn | None:
+        """The known speaker whose utterances `samples` resemble (average similarity above the
+        threshold), without learning from them: for interim results. None if nobody is close."""
+        started = time.perf_counter()
+        vector = np.asarray(self._embedder.embed(samples), np.float64)
+        vector /= max(float(np.linalg.norm(vector)), 1e-12)
+        embedded = time.perf_counter()
+        best, best_similarity = None, self.options.threshold
+        for speaker in self._speakers:
+            if speaker.label is None:
+                continue
+            total = speaker.fixed_sum.copy() if speaker.fixed_sum is not None else np.zeros_like(vector)
+            count = speaker.fixed_count
+            for item in self._history:
+                if item.speaker is speaker:
+                    total += item.vector
+                    count += 1
+            similarity = float(total @ vector) / max(count, 1)
+            if similarity >= best_similarity:
+                best, best_similarity = speaker, similarity
+        if best is None or best.label is None:
+            return None
+        return SpeakerTurn(
+            best.label,
+            best.name or best.label,
+            (embedded - started) * 1000,
+            (time.perf_counter() - embedded) * 1000,
+        )
+
     def add(self, vector: np.ndarray, duration_s: float) -> _Speaker:
         """Attribute one unit embedding; the returned speaker always has a label."""
         self.metrics.utterances += 1
