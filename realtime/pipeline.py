@@ -120,7 +120,7 @@ class Pipeline:
         """`make_input(segment, transcript)` builds the recognizer's input (`engines.stream.UtteranceInput`);
         with an `attributor`, its `speaker` is set to the utterance's speaker label before recognition.
         With an `interim_sink` (and `options.interim`, realtime input), the segmenter must also offer
-        `speaking_since_s` and `open_samples()` and the session `preview(utterance)`."""
+        `speaking_since_s`, `pausing` and `open_samples()`, and the session `preview(utterance)`."""
         self.stream_id = stream_id
         self.model_id = model_id
         self.options = options or PipelineOptions()
@@ -326,7 +326,8 @@ class Pipeline:
     def _maybe_interim(self, now_s: float) -> None:
         """Start an interim result of the utterance being spoken when one is due and the workers are idle.
 
-        Due: the utterance has lasted `interim_after_s`, then every `interim_every_s` of stream time.
+        Due: the utterance has lasted `interim_after_s`, then every `interim_every_s` of stream time,
+        and the speaker is not pausing.
         Busy (final results queued or in the executors, or the previous interim unfinished): skipped
         and counted in `interim_skipped`, so interim work never queues ahead of a final result; a final
         that arrives while an interim step runs waits for that one step (measured: bench/interim.py).
@@ -338,7 +339,8 @@ class Pipeline:
         if start_s != self._interim_start_s:
             self._interim_start_s = start_s
             self._interim_next_s = start_s + self.options.interim_after_s
-        if self._interim_next_s is None or now_s < self._interim_next_s:
+        # In a pause the utterance may be about to end: an interim started now would hold up its final.
+        if self._interim_next_s is None or now_s < self._interim_next_s or self._segmenter.pausing:  # type: ignore[attr-defined]
             return
         self._interim_next_s = now_s + self.options.interim_every_s
         idle = not self._busy and self._segments.empty() and self._utterances.empty()

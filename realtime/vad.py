@@ -162,6 +162,11 @@ class VadSegmenter:
             return None
         return (self._origin_s or 0.0) + self._segment_start / SAMPLE_RATE_HZ
 
+    @property
+    def pausing(self) -> bool:
+        """In a pause that may end the utterance being spoken (silence shorter than `min_silence_ms`)."""
+        return self._triggered and self._silence_start is not None
+
     def open_samples(self) -> np.ndarray:
         """The audio of the utterance being spoken so far (for interim results); empty in silence."""
         parts = [f for f in self._history if f.start + FRAME_SAMPLES > self._segment_start]
