@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from realtime.frames import AudioChunk, SpeechSegment, Transcript, VideoFrame
+from realtime.interim import InterimResults, InterimSink
 from realtime.messages import EmotionResult, StageTimings
 from realtime.metrics import PipelineMetrics
 
@@ -60,12 +61,6 @@ class SpeakerAttribution(Protocol):
 
     def attribute(self, samples: Any) -> Any: ...
     def identify(self, samples: Any) -> Any: ...
-
-
-class InterimSink(Protocol):
-    """`realtime.publish.StreamChannel`: provisional results on `<prefix>/<stream>/interim`."""
-
-    def emit_interim(self, result: EmotionResult) -> bool: ...
 
 
 @dataclass(slots=True)
@@ -132,11 +127,17 @@ class Pipeline:
         self._make_input = make_input
         self._sinks = sinks
         self._attributor = attributor
-        self._interim_sink = interim_sink if self.options.interim and self.options.realtime else None
-        self._interim_task: asyncio.Task[None] | None = None
-        self._interim_next_s: float | None = None
-        self._interim_start_s: float | None = None
-        self._closed_segments = 0
+        self._interim: InterimResults | None = None
+        if interim_sink is not None and self.options.interim and self.options.realtime:
+            self._interim = InterimResults(
+                segmenter=segmenter,  # type: ignore[arg-type]
+                sink=interim_sink,
+                after_s=self.options.interim_after_s,
+                every_s=self.options.interim_every_s,
+                metrics=self.metrics,
+                transcribe=self._transcribe_interim,
+                recognize=self._recognize_interim,
+            )
         self._busy = 0
         """Final-result work in the executors; interim results run only while it is zero."""
         self._segments: asyncio.Queue[SpeechSegment | object] = asyncio.Queue(self.options.segment_queue_size)
@@ -179,9 +180,8 @@ class Pipeline:
             if not self._aborted:
                 raise
         finally:
-            if self._interim_task is not None:
-                self._interim_task.cancel()
-                await asyncio.gather(self._interim_task, return_exceptions=True)
+            if self._interim is not None:
+                await self._interim.close()
             self._asr_pool.shutdown(wait=False, cancel_futures=True)
             self._emotion_pool.shutdown(wait=False, cancel_futures=True)
         return self.metrics
@@ -212,8 +212,9 @@ class Pipeline:
                 self.metrics.vad_chunk.add((time.perf_counter() - started) * 1000)
                 for segment in segments:
                     await self._enqueue_segment(segment)
-                if self._interim_sink is not None:
-                    self._maybe_interim(item.end_s)
+                if self._interim is not None:
+                    idle = not self._busy and self._segments.empty() and self._utterances.empty()
+                    self._interim.on_audio(item.end_s, idle)
         finally:
             stop_wait.cancel()
             await _close_stream(stream)
@@ -231,7 +232,8 @@ class Pipeline:
         """
         if segment.cut_monotonic_s <= 0:
             segment.cut_monotonic_s = time.monotonic()
-        self._closed_segments += 1  # an interim result of this utterance still in flight is now stale
+        if self._interim is not None:
+            self._interim.utterance_closed()
         self.metrics.segments += 1
         if self.options.realtime and self._segments.full():
             dropped = self._segments.get_nowait()
@@ -296,19 +298,7 @@ class Pipeline:
                 fusion=prediction.fusion_ms,
                 segment_to_publish=(time.monotonic() - segment.cut_monotonic_s) * 1000,
             )
-            result = EmotionResult(
-                stream_id=self.stream_id,
-                utterance_id=self._next_utterance_id,
-                start_s=segment.start_s,
-                end_s=segment.end_s,
-                text=transcript.text.strip(),
-                emotion=prediction.emotion,
-                scores=dict(prediction.scores),
-                modalities=dict(prediction.modalities),
-                model=self.model_id,
-                timings_ms=timings,
-                speaker=turn.name if turn is not None else None,
-            )
+            result = self._result(segment, transcript, prediction, turn, timings)
             self._next_utterance_id += 1
             for sink in self._sinks:
                 sink.emit(result)
@@ -323,50 +313,16 @@ class Pipeline:
             utterance.speaker = turn.label
         return self._session.add(utterance), turn
 
-    def _maybe_interim(self, now_s: float) -> None:
-        """Start an interim result of the utterance being spoken when one is due and the workers are idle.
-
-        Due: the utterance has lasted `interim_after_s`, then every `interim_every_s` of stream time,
-        and the speaker is not pausing.
-        Busy (final results queued or in the executors, or the previous interim unfinished): skipped
-        and counted in `interim_skipped`, so interim work never queues ahead of a final result; a final
-        that arrives while an interim step runs waits for that one step (measured: bench/interim.py).
-        """
-        start_s = self._segmenter.speaking_since_s  # type: ignore[attr-defined]
-        if start_s is None:
-            self._interim_start_s = None
-            return
-        if start_s != self._interim_start_s:
-            self._interim_start_s = start_s
-            self._interim_next_s = start_s + self.options.interim_after_s
-        # In a pause the utterance may be about to end: an interim started now would hold up its final.
-        if self._interim_next_s is None or now_s < self._interim_next_s or self._segmenter.pausing:  # type: ignore[attr-defined]
-            return
-        self._interim_next_s = now_s + self.options.interim_every_s
-        idle = not self._busy and self._segments.empty() and self._utterances.empty()
-        if not idle or (self._interim_task is not None and not self._interim_task.done()):
-            self.metrics.interim_skipped += 1
-            return
-        samples = self._segmenter.open_samples()  # type: ignore[attr-defined]
-        segment = SpeechSegment(segment_id=-1, start_s=start_s, end_s=now_s, samples=samples)
-        self._interim_task = asyncio.create_task(
-            self._interim(segment, self._closed_segments), name=f"interim-{self.stream_id}"
-        )
-
-    async def _interim(self, segment: SpeechSegment, generation: int) -> None:
-        """Transcribe and recognise the open utterance without touching the stream's context or
-        speakers; publish it only while that utterance is still open (never after its final)."""
-        loop = asyncio.get_running_loop()
-        started = time.perf_counter()
-        transcript = await loop.run_in_executor(self._asr_pool, self._transcriber.transcribe, segment.samples)
-        if not _SPOKEN.search(transcript.text) or generation != self._closed_segments:
-            self.metrics.interim_stale += 1
-            return
-        prediction, turn = await loop.run_in_executor(self._emotion_pool, self._preview, segment, transcript)
-        if generation != self._closed_segments:
-            self.metrics.interim_stale += 1
-            return
-        result = EmotionResult(
+    def _result(
+        self,
+        segment: SpeechSegment,
+        transcript: Transcript,
+        prediction: Any,
+        turn: Any,
+        timings: StageTimings,
+    ) -> EmotionResult:
+        """The message of the next utterance id (final, or interim: the id its final will have)."""
+        return EmotionResult(
             stream_id=self.stream_id,
             utterance_id=self._next_utterance_id,
             start_s=segment.start_s,
@@ -376,20 +332,28 @@ class Pipeline:
             scores=dict(prediction.scores),
             modalities=dict(prediction.modalities),
             model=self.model_id,
-            timings_ms=StageTimings(
-                asr=transcript.asr_ms,
-                speaker=turn.embed_ms + turn.cluster_ms if turn is not None else 0.0,
-                features=prediction.features_ms,
-                fusion=prediction.fusion_ms,
-            ),
+            timings_ms=timings,
             speaker=turn.name if turn is not None else None,
         )
-        assert self._interim_sink is not None
-        if self._interim_sink.emit_interim(result):
-            self.metrics.interim_published += 1
-        self.metrics.interim.add((time.perf_counter() - started) * 1000)
+
+    async def _transcribe_interim(self, samples: Any) -> Transcript:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._asr_pool, self._transcriber.transcribe, samples)
+
+    async def _recognize_interim(self, segment: SpeechSegment, transcript: Transcript) -> EmotionResult:
+        loop = asyncio.get_running_loop()
+        prediction, turn = await loop.run_in_executor(self._emotion_pool, self._preview, segment, transcript)
+        speaker_ms = turn.embed_ms + turn.cluster_ms if turn is not None else 0.0
+        timings = StageTimings(
+            asr=transcript.asr_ms,
+            speaker=speaker_ms,
+            features=prediction.features_ms,
+            fusion=prediction.fusion_ms,
+        )
+        return self._result(segment, transcript, prediction, turn, timings)
 
     def _preview(self, segment: SpeechSegment, transcript: Transcript) -> tuple[Any, Any]:
+        """As `_recognize`, learning nothing: the speaker is looked up, the context left as it was."""
         turn = self._attributor.identify(segment.samples) if self._attributor is not None else None
         utterance = self._make_input(segment, transcript)
         if turn is not None:
