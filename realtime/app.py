@@ -96,7 +96,10 @@ async def run_stream(
                 loop = asyncio.get_running_loop()
                 attributor = await loop.run_in_executor(None, build_attributor, config.speakers)
             if attributor is not None:
-                sinks.append(SpeakerStateSink(channel, stream_id, config.speakers.ema_factor))
+                state = SpeakerStateSink(
+                    channel, stream_id, config.speakers.ema_factor, present=lambda: attributor.names
+                )
+                sinks.append(state)
             if console is not None:
                 sinks.append(ConsoleSink(console))
             if jsonl is not None:

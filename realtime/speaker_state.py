@@ -9,6 +9,7 @@ retained, so a subscriber that joins mid-conversation sees where things stand at
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -34,20 +35,30 @@ class _SpeakerState:
 class SpeakerStateSink:
     """A result sink: keeps each speaker's smoothed emotion and publishes it, with the summary, retained.
 
-    Utterances without a speaker (attribution off) are ignored. State is per stream and in memory:
-    it has one entry per speaker label, and labels are capped by `SpeakerOptions.max_speakers` plus
-    enrolled names (a label retired by a merge keeps its last state).
+    Utterances without a speaker (attribution off) are ignored. State is per stream and in memory,
+    one entry per speaker alive: a speaker retired by a merge (absent from `present()`) is dropped and
+    its retained topic cleared (an empty retained message), so the entries stay bounded by
+    `SpeakerOptions.max_speakers` plus the enrolled names.
     """
 
-    def __init__(self, channel: RetainedPublisher, stream_id: str, ema_factor: float = 0.3) -> None:
-        """`ema_factor`: weight of the newest utterance in the smoothed scores (1 = no smoothing)."""
+    def __init__(
+        self,
+        channel: RetainedPublisher,
+        stream_id: str,
+        ema_factor: float = 0.3,
+        present: Callable[[], set[str]] | None = None,
+    ) -> None:
+        """`ema_factor`: weight of the newest utterance in the smoothed scores (1 = no smoothing).
+        `present()`: the speakers alive now (`SpeakerAttributor.names`); None keeps every speaker."""
         if not 0 < ema_factor <= 1:
             raise ValueError("ema_factor must be in (0, 1]")
         self.stream_id = stream_id
         self.ema_factor = ema_factor
         self.speakers: dict[str, _SpeakerState] = {}
         self._channel = channel
+        self._present = present
         self._last_speaker: str | None = None
+        self._utterances = 0
 
     def emit(self, result: EmotionResult) -> None:
         if result.speaker is None:
@@ -69,6 +80,12 @@ class SpeakerStateSink:
         state.speaking_s += max(0.0, result.end_s - result.start_s)
         state.wall_time = result.wall_time
         self._last_speaker = result.speaker
+        self._utterances += 1
+        if self._present is not None:
+            alive = self._present() | {result.speaker}
+            for gone in [name for name in self.speakers if name not in alive]:
+                del self.speakers[gone]
+                self._channel.publish_retained(f"speakers/{gone}/state", "")
         self._channel.publish_retained(f"speakers/{result.speaker}/state", self._speaker_json(result.speaker))
         self._channel.publish_retained("state", self._summary_json())
 
@@ -93,7 +110,7 @@ class SpeakerStateSink:
             "stream_id": self.stream_id,
             "speakers": {name: _current(state) for name, state in self.speakers.items()},
             "last_speaker": self._last_speaker,
-            "utterances": sum(s.utterances for s in self.speakers.values()),
+            "utterances": self._utterances,
             "wall_time": utc_now_iso(),
         }
 

@@ -185,6 +185,11 @@ class SpeakerAttributor:
         labels = [s.label for s in self._speakers if s.label is not None]
         return sorted(labels, key=lambda label: int(label[1:]))
 
+    @property
+    def names(self) -> set[str]:
+        """What messages call the speakers alive now (enrolled name or label)."""
+        return {s.name or s.label for s in self._speakers if s.label is not None}
+
     def _fold(self, item: _Item) -> None:
         self.metrics.folded += 1
         speaker = item.speaker

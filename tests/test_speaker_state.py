@@ -24,7 +24,10 @@ class Retained:
         self.topics: dict[str, dict] = {}
 
     def publish_retained(self, subtopic: str, payload: str) -> None:
-        self.topics[subtopic] = json.loads(payload)
+        if payload:
+            self.topics[subtopic] = json.loads(payload)
+        else:  # an empty retained message clears the topic
+            del self.topics[subtopic]
 
 
 def result(utterance_id: int, speaker: str | None, scores: dict[str, float], seconds: float = 2.0):
@@ -62,6 +65,17 @@ def test_state_smooths_each_speaker_apart() -> None:
     assert summary["last_speaker"] == "S1" and summary["utterances"] == 3 and summary["schema"] == 1
     with pytest.raises(ValueError):
         SpeakerStateSink(channel, "room", ema_factor=0.0)
+
+
+def test_a_speaker_retired_by_a_merge_leaves_the_state() -> None:
+    channel, alive = Retained(), {"S1", "S2"}
+    sink = SpeakerStateSink(channel, "room", present=lambda: alive)
+    sink.emit(result(1, "S1", {"joy": 1.0}))
+    sink.emit(result(2, "S2", {"joy": 1.0}))
+    alive.discard("S2")  # S2's utterances joined S1's
+    sink.emit(result(3, "S1", {"joy": 1.0}))
+    assert set(channel.topics) == {"speakers/S1/state", "state"}
+    assert channel.topics["state"]["speakers"] == {"S1": "joy"}
 
 
 async def read_retained(broker: Mosquitto, pattern: str, settle_s: float = 1.5) -> dict[str, dict]:
