@@ -5,6 +5,10 @@ real stages from `run_live.py` and a frames-in/events-out harness in tests. Bloc
 the recognizer) runs on dedicated single-thread executors, never on the event loop; the VAD is cheap
 (well under a millisecond per 32 ms chunk) and runs inline, its cost counted per chunk.
 
+With an attributor, the recognizer's thread first says who spoke (`realtime/speakers.py`): the label
+goes into the model's text input and the name into the message. With an interim sink, provisional
+results of the utterance being spoken are published around the final ones (`realtime/interim.py`).
+
 Control: when the source ends (or `stop()` is called: SIGINT/SIGTERM), capture stops, the VAD is
 flushed so the utterance being spoken is cut, and every queued utterance is processed and handed
 to the sinks before `run()` returns. `abort()` (a second signal) cancels at once instead.
