@@ -31,6 +31,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--stream-id", help="stream id in topics and messages (default: from the source)")
     parser.add_argument("--jsonl", metavar="PATH|-", help="also write JSON lines; '-' = stdout (only them)")
     parser.add_argument(
+        "--speaker",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="enrol a known voice from an audio file (repeatable); its utterances carry NAME",
+    )
+    parser.add_argument("--no-speakers", action="store_true", help="no speaker attribution (speaker: null)")
+    parser.add_argument(
         "--no-realtime", action="store_true", help="process a file as fast as possible, not at real-time pace"
     )
     parser.add_argument(
@@ -54,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     from realtime.capture import DeviceError, MediaError
     from realtime.config import ConfigError, load_live_config
     from realtime.publish import BrokerUnreachableError, MqttSettingError
+    from realtime.speakers import EnrolmentError
     from realtime.transcribe import AsrModelError
 
     user_errors = (
@@ -64,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         ConfigError,
         CheckpointError,
         AsrModelError,
+        EnrolmentError,
     )
     console: TextIO = sys.stderr if args.jsonl == "-" else sys.stdout
     try:
@@ -75,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
             def on_broker(url: str, stream_id: str) -> None:
                 prefix = config.mqtt.topic_prefix
                 print(
-                    f"MQTT {url}  topics {prefix}/{stream_id}/utterance, /available", file=console, flush=True
+                    f"MQTT {url}  topics {prefix}/{stream_id}/utterance, /available, /state, /speakers/+/state",
+                    file=console,
+                    flush=True,
                 )
 
             asyncio.run(run_stream(config, args.source, console=console, jsonl=jsonl, on_broker=on_broker))
@@ -94,6 +106,10 @@ def _apply_flags(config, args: argparse.Namespace) -> None:
         config.mqtt.topic_prefix = args.topic_prefix
     if args.stream_id:
         config.stream_id = args.stream_id
+    if args.speaker:
+        config.speakers.enrol = (*config.speakers.enrol, *args.speaker)
+    if args.no_speakers:
+        config.speakers.enabled = False
     if args.no_realtime:
         config.capture.realtime = False
         config.pipeline.realtime = False

@@ -28,7 +28,7 @@ runtime_env.apply()
 from realtime.app import StreamReport, run_stream
 from realtime.config import load_live_config
 
-STAGES = ("vad_chunk", "vad", "asr", "features", "fusion", "segment_to_publish")
+STAGES = ("vad_chunk", "vad", "asr", "speaker", "features", "fusion", "segment_to_publish")
 
 
 def peak_rss_mib() -> float:

@@ -100,6 +100,16 @@ class RecognizerSession:
             out["visual"] = None if visual is None else torch.from_numpy(visual.vector)
         return out
 
+    def preview(self, utterance: UtteranceInput) -> EmotionPrediction:
+        """What `add` would predict for `utterance`, leaving the context as it was (interim results of an
+        utterance still being spoken)."""
+        saved = list(self.context)
+        try:
+            return self.add(utterance)
+        finally:
+            self.context.clear()
+            self.context.extend(saved)
+
     @torch.no_grad()
     def add(self, utterance: UtteranceInput) -> EmotionPrediction:
         checkpoint = self.recognizer.checkpoint

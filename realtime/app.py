@@ -27,6 +27,8 @@ from realtime.metrics import PipelineMetrics
 from realtime.pipeline import Pipeline
 from realtime.publish import MqttPublisher, PublisherMetrics, parse_mqtt_url
 from realtime.sinks import ConsoleSink, JsonlSink
+from realtime.speaker_state import SpeakerStateSink
+from realtime.speakers import build_attributor, check_enrolment
 from realtime.transcribe import Transcriber
 from realtime.vad import VadSegmenter
 
@@ -67,6 +69,7 @@ async def run_stream(
     stream_id = config.stream_id or default_stream_id(source)
     address = parse_mqtt_url(config.mqtt.url) if config.mqtt.url else None
     checkpoint_path(config.checkpoint_dir)
+    check_enrolment(config.speakers.enrol)
     with _native_stderr_silenced(enabled=_is_device(source) and not logger.isEnabledFor(logging.DEBUG)):
         media = open_source(source, config.capture)
     broker: EmbeddedBroker | None = None
@@ -88,6 +91,15 @@ async def run_stream(
             if on_broker is not None:
                 on_broker(address.url, stream_id)
             sinks = [channel]
+            attributor = None
+            if config.speakers.enabled:
+                loop = asyncio.get_running_loop()
+                attributor = await loop.run_in_executor(None, build_attributor, config.speakers)
+            if attributor is not None:
+                state = SpeakerStateSink(
+                    channel, stream_id, config.speakers.ema_factor, present=lambda: attributor.names
+                )
+                sinks.append(state)
             if console is not None:
                 sinks.append(ConsoleSink(console))
             if jsonl is not None:
@@ -102,6 +114,8 @@ async def run_stream(
                 make_input=utterance_input,
                 sinks=sinks,
                 options=config.pipeline,
+                attributor=attributor,
+                interim_sink=channel,
             )
             signals.pipeline = pipeline
             metrics = await pipeline.run()

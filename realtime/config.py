@@ -11,6 +11,7 @@ from engines.yaml_config import build_dataclass
 from realtime.capture import CaptureOptions
 from realtime.pipeline import PipelineOptions
 from realtime.publish import MqttOptions
+from realtime.speakers import SpeakerOptions
 from realtime.transcribe import AsrOptions
 from realtime.vad import VadOptions
 
@@ -18,10 +19,16 @@ _RANGES: dict[str, tuple[float, float]] = {
     "pipeline.max_context_utterances": (1, 10_000),
     "pipeline.segment_queue_size": (1, 10_000),
     "pipeline.utterance_queue_size": (1, 10_000),
+    "pipeline.interim_after_s": (0.1, 3600.0),
+    "pipeline.interim_every_s": (0.1, 3600.0),
     "mqtt.qos": (0, 2),
     "mqtt.outbox_max_messages": (1, 10_000_000),
     "vad.threshold": (0.0, 1.0),
     "vad.max_utterance_s": (0.5, 3600.0),
+    "speakers.threshold": (-1.0, 1.0),
+    "speakers.max_speakers": (1, 100),
+    "speakers.ema_factor": (0.01, 1.0),
+    "speakers.history_utterances": (2, 10_000),
 }
 """Bounds of the settings whose bad values would otherwise fail deep inside a component."""
 
@@ -40,6 +47,8 @@ class LiveConfig:
     pipeline: PipelineOptions = field(default_factory=PipelineOptions)
     """Context size (`max_context_utterances`) and queue bounds."""
     mqtt: MqttOptions = field(default_factory=MqttOptions)
+    speakers: SpeakerOptions = field(default_factory=SpeakerOptions)
+    """Speaker attribution, enrolled voices and the smoothing of the per-speaker state."""
     checkpoint_dir: str | None = None
     """Recognizer checkpoint directory; None uses the one shipped in models/."""
     stream_id: str | None = None

@@ -24,6 +24,8 @@ class StageTimings:
     """VAD compute spent on this utterance's audio."""
     asr: float = 0.0
     """Whisper transcription of the utterance."""
+    speaker: float = 0.0
+    """Speaker attribution: voice embedding and re-clustering (0 when attribution is off)."""
     features: float = 0.0
     """Text, audio and visual feature extraction in the recognizer."""
     fusion: float = 0.0
@@ -35,6 +37,7 @@ class StageTimings:
         return {
             "vad": round(self.vad, 2),
             "asr": round(self.asr, 2),
+            "speaker": round(self.speaker, 2),
             "features": round(self.features, 2),
             "fusion": round(self.fusion, 2),
             "segment_to_publish": round(self.segment_to_publish, 2),
@@ -66,7 +69,8 @@ class EmotionResult:
     timings_ms: StageTimings = field(default_factory=StageTimings)
     """Per-stage cost of this utterance."""
     speaker: str | None = None
-    """Speaker label; None until speaker attribution exists."""
+    """Who said it: `S1`, `S2`, ... per stream in order of first appearance, or an enrolled name;
+    None when speaker attribution is off."""
     wall_time: str = field(default_factory=utc_now_iso)
     """ISO 8601 wall-clock time when the result was made."""
 

@@ -56,15 +56,25 @@ class PipelineMetrics:
     """Stream time of the last audio sample seen."""
     wall_s: float = 0.0
     """Wall time from the start of `Pipeline.run` to the last result."""
+    interim_published: int = 0
+    """Interim results handed to the interim sink."""
+    interim_skipped: int = 0
+    """Interim results due while final-result work was queued or running (or one was in flight)."""
+    interim_stale: int = 0
+    """Interim results dropped because their utterance ended meanwhile, or had no words yet."""
     segment_queue_peak: int = 0
     utterance_queue_peak: int = 0
     vad_chunk: LatencyStats = field(default_factory=LatencyStats)
     """VAD cost per audio chunk (it runs inline on the event loop)."""
     vad: LatencyStats = field(default_factory=LatencyStats)
     asr: LatencyStats = field(default_factory=LatencyStats)
+    speaker: LatencyStats = field(default_factory=LatencyStats)
+    """Speaker attribution per utterance (embedding + clustering), on the recognizer's thread."""
     features: LatencyStats = field(default_factory=LatencyStats)
     fusion: LatencyStats = field(default_factory=LatencyStats)
     segment_to_publish: LatencyStats = field(default_factory=LatencyStats)
+    interim: LatencyStats = field(default_factory=LatencyStats)
+    """Work per published interim result (ASR + speaker lookup + recognizer preview)."""
 
     @property
     def real_time_factor(self) -> float:

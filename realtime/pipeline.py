@@ -5,6 +5,10 @@ real stages from `run_live.py` and a frames-in/events-out harness in tests. Bloc
 the recognizer) runs on dedicated single-thread executors, never on the event loop; the VAD is cheap
 (well under a millisecond per 32 ms chunk) and runs inline, its cost counted per chunk.
 
+With an attributor, the recognizer's thread first says who spoke (`realtime/speakers.py`): the label
+goes into the model's text input and the name into the message. With an interim sink, provisional
+results of the utterance being spoken are published around the final ones (`realtime/interim.py`).
+
 Control: when the source ends (or `stop()` is called: SIGINT/SIGTERM), capture stops, the VAD is
 flushed so the utterance being spoken is cut, and every queued utterance is processed and handed
 to the sinks before `run()` returns. `abort()` (a second signal) cancels at once instead.
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from realtime.frames import AudioChunk, SpeechSegment, Transcript, VideoFrame
+from realtime.interim import InterimResults, InterimSink
 from realtime.messages import EmotionResult, StageTimings
 from realtime.metrics import PipelineMetrics
 
@@ -54,6 +59,14 @@ class ResultSink(Protocol):
     def emit(self, result: EmotionResult) -> None: ...
 
 
+class SpeakerAttribution(Protocol):
+    """`realtime.speakers.SpeakerAttributor`: `attribute(samples) -> SpeakerTurn` (label, name, costs);
+    `identify(samples) -> SpeakerTurn | None` looks up a known voice without learning from it."""
+
+    def attribute(self, samples: Any) -> Any: ...
+    def identify(self, samples: Any) -> Any: ...
+
+
 @dataclass(slots=True)
 class PipelineOptions:
     """Context size and queue bounds of one stream."""
@@ -67,6 +80,12 @@ class PipelineOptions:
     recognizer is several times faster than Whisper, so this only fills if the recognizer stalls."""
     realtime: bool = True
     """Live or paced input: a full segment queue drops the oldest segment instead of pausing capture."""
+    interim: bool = True
+    """Publish provisional results of an utterance still being spoken (realtime input only)."""
+    interim_after_s: float = 2.0
+    """An utterance gets interim results once it has lasted this long."""
+    interim_every_s: float = 1.0
+    """Stream time between two interim attempts of one utterance."""
 
 
 @dataclass(slots=True)
@@ -94,8 +113,13 @@ class Pipeline:
         make_input: Callable[[SpeechSegment, Transcript], Any],
         sinks: list[ResultSink],
         options: PipelineOptions | None = None,
+        attributor: SpeakerAttribution | None = None,
+        interim_sink: InterimSink | None = None,
     ) -> None:
-        """`make_input(segment, transcript)` builds the recognizer's input (`engines.stream.UtteranceInput`)."""
+        """`make_input(segment, transcript)` builds the recognizer's input (`engines.stream.UtteranceInput`);
+        with an `attributor`, its `speaker` is set to the utterance's speaker label before recognition.
+        With an `interim_sink` (and `options.interim`, realtime input), the segmenter must also offer
+        `speaking_since_s`, `pausing` and `open_samples()`, and the session `preview(utterance)`."""
         self.stream_id = stream_id
         self.model_id = model_id
         self.options = options or PipelineOptions()
@@ -106,6 +130,20 @@ class Pipeline:
         self._session = session
         self._make_input = make_input
         self._sinks = sinks
+        self._attributor = attributor
+        self._interim: InterimResults | None = None
+        if interim_sink is not None and self.options.interim and self.options.realtime:
+            self._interim = InterimResults(
+                segmenter=segmenter,  # type: ignore[arg-type]
+                sink=interim_sink,
+                after_s=self.options.interim_after_s,
+                every_s=self.options.interim_every_s,
+                metrics=self.metrics,
+                transcribe=self._transcribe_interim,
+                recognize=self._recognize_interim,
+            )
+        self._busy = 0
+        """Final-result work in the executors; interim results run only while it is zero."""
         self._segments: asyncio.Queue[SpeechSegment | object] = asyncio.Queue(self.options.segment_queue_size)
         self._utterances: asyncio.Queue[_Transcribed | object] = asyncio.Queue(
             self.options.utterance_queue_size
@@ -146,6 +184,8 @@ class Pipeline:
             if not self._aborted:
                 raise
         finally:
+            if self._interim is not None:
+                await self._interim.close()
             self._asr_pool.shutdown(wait=False, cancel_futures=True)
             self._emotion_pool.shutdown(wait=False, cancel_futures=True)
         return self.metrics
@@ -176,6 +216,9 @@ class Pipeline:
                 self.metrics.vad_chunk.add((time.perf_counter() - started) * 1000)
                 for segment in segments:
                     await self._enqueue_segment(segment)
+                if self._interim is not None:
+                    idle = not self._busy and self._segments.empty() and self._utterances.empty()
+                    self._interim.on_audio(item.end_s, idle)
         finally:
             stop_wait.cancel()
             await _close_stream(stream)
@@ -193,6 +236,8 @@ class Pipeline:
         """
         if segment.cut_monotonic_s <= 0:
             segment.cut_monotonic_s = time.monotonic()
+        if self._interim is not None:
+            self._interim.utterance_closed()
         self.metrics.segments += 1
         if self.options.realtime and self._segments.full():
             dropped = self._segments.get_nowait()
@@ -213,9 +258,13 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         while (item := await self._segments.get()) is not _END:
             assert isinstance(item, SpeechSegment)
-            transcript = await loop.run_in_executor(
-                self._asr_pool, self._transcriber.transcribe, item.samples
-            )
+            self._busy += 1
+            try:
+                transcript = await loop.run_in_executor(
+                    self._asr_pool, self._transcriber.transcribe, item.samples
+                )
+            finally:
+                self._busy -= 1
             if not _SPOKEN.search(transcript.text):
                 self.metrics.empty_transcripts += 1
                 logger.info(
@@ -238,37 +287,89 @@ class Pipeline:
         while (item := await self._utterances.get()) is not _END:
             assert isinstance(item, _Transcribed)
             segment, transcript = item.segment, item.transcript
-            utterance = self._make_input(segment, transcript)
-            prediction = await loop.run_in_executor(self._emotion_pool, self._session.add, utterance)
+            self._busy += 1
+            try:
+                prediction, turn = await loop.run_in_executor(
+                    self._emotion_pool, self._recognize, segment, transcript
+                )
+            finally:
+                self._busy -= 1
             timings = StageTimings(
                 vad=segment.vad_ms,
                 asr=transcript.asr_ms,
+                speaker=turn.embed_ms + turn.cluster_ms if turn is not None else 0.0,
                 features=prediction.features_ms,
                 fusion=prediction.fusion_ms,
                 segment_to_publish=(time.monotonic() - segment.cut_monotonic_s) * 1000,
             )
-            result = EmotionResult(
-                stream_id=self.stream_id,
-                utterance_id=self._next_utterance_id,
-                start_s=segment.start_s,
-                end_s=segment.end_s,
-                text=transcript.text.strip(),
-                emotion=prediction.emotion,
-                scores=dict(prediction.scores),
-                modalities=dict(prediction.modalities),
-                model=self.model_id,
-                timings_ms=timings,
-            )
+            result = self._result(segment, transcript, prediction, turn, timings)
             self._next_utterance_id += 1
             for sink in self._sinks:
                 sink.emit(result)
             self._record(timings)
         self.metrics.wall_s = time.perf_counter() - self._started
 
+    def _recognize(self, segment: SpeechSegment, transcript: Transcript) -> tuple[Any, Any]:
+        """On the recognizer's thread: who spoke (it feeds the model's text input), then the emotion."""
+        turn = self._attributor.attribute(segment.samples) if self._attributor is not None else None
+        utterance = self._make_input(segment, transcript)
+        if turn is not None:
+            utterance.speaker = turn.label
+        return self._session.add(utterance), turn
+
+    def _result(
+        self,
+        segment: SpeechSegment,
+        transcript: Transcript,
+        prediction: Any,
+        turn: Any,
+        timings: StageTimings,
+    ) -> EmotionResult:
+        """The message of the next utterance id (final, or interim: the id its final will have)."""
+        return EmotionResult(
+            stream_id=self.stream_id,
+            utterance_id=self._next_utterance_id,
+            start_s=segment.start_s,
+            end_s=segment.end_s,
+            text=transcript.text.strip(),
+            emotion=prediction.emotion,
+            scores=dict(prediction.scores),
+            modalities=dict(prediction.modalities),
+            model=self.model_id,
+            timings_ms=timings,
+            speaker=turn.name if turn is not None else None,
+        )
+
+    async def _transcribe_interim(self, samples: Any) -> Transcript:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._asr_pool, self._transcriber.transcribe, samples)
+
+    async def _recognize_interim(self, segment: SpeechSegment, transcript: Transcript) -> EmotionResult:
+        loop = asyncio.get_running_loop()
+        prediction, turn = await loop.run_in_executor(self._emotion_pool, self._preview, segment, transcript)
+        speaker_ms = turn.embed_ms + turn.cluster_ms if turn is not None else 0.0
+        timings = StageTimings(
+            asr=transcript.asr_ms,
+            speaker=speaker_ms,
+            features=prediction.features_ms,
+            fusion=prediction.fusion_ms,
+        )
+        return self._result(segment, transcript, prediction, turn, timings)
+
+    def _preview(self, segment: SpeechSegment, transcript: Transcript) -> tuple[Any, Any]:
+        """As `_recognize`, learning nothing: the speaker is looked up, the context left as it was."""
+        turn = self._attributor.identify(segment.samples) if self._attributor is not None else None
+        utterance = self._make_input(segment, transcript)
+        if turn is not None:
+            utterance.speaker = turn.label
+        return self._session.preview(utterance), turn  # type: ignore[attr-defined]
+
     def _record(self, timings: StageTimings) -> None:
         self.metrics.results += 1
         self.metrics.vad.add(timings.vad)
         self.metrics.asr.add(timings.asr)
+        if self._attributor is not None:
+            self.metrics.speaker.add(timings.speaker)
         self.metrics.features.add(timings.features)
         self.metrics.fusion.add(timings.fusion)
         self.metrics.segment_to_publish.add(timings.segment_to_publish)

@@ -1,7 +1,8 @@
 """MQTT publishing: one reconnecting connection, a bounded outbox, per-stream topics and availability.
 
-Topics, for a stream `S` and prefix `P`: `P/S/utterance` (QoS 1, one JSON `EmotionResult` per message)
-and `P/S/available` (retained `online` on every (re)connect, `offline` on clean close and as the
+Topics, for a stream `S` and prefix `P`: `P/S/utterance` (QoS 1, one JSON `EmotionResult` per message),
+`P/S/interim` (QoS 0, provisional results), retained `P/S/state` and `P/S/speakers/<speaker>/state`
+(realtime/speaker_state.py), and `P/S/available` (retained `online` on every (re)connect, `offline` on clean close and as the
 last will). One `MqttPublisher` owns one broker connection and may carry several streams
 (`open_stream`), so a process running many streams keeps a single socket.
 """
@@ -102,6 +103,8 @@ class PublisherMetrics:
     outbox_dropped: int = 0
     """Utterance messages discarded because the outbox was full."""
     outbox_peak: int = 0
+    interim_dropped: int = 0
+    """Interim results not queued because the outbox was not empty."""
     connection_losses: int = 0
     reconnects: int = 0
 
@@ -111,6 +114,8 @@ class _Message:
     topic: str
     payload: str
     retain: bool
+    qos: int | None = None
+    """None: the publisher's QoS."""
 
 
 class Outbox:
@@ -118,7 +123,9 @@ class Outbox:
 
     When full, the OLDEST utterance message is dropped, counted in `PublisherMetrics.outbox_dropped`
     and logged as a warning: a live subscriber cares most about what is happening now, and the
-    newest results carry the most recent context. Availability messages are never dropped.
+    newest results carry the most recent context. Retained messages (availability, state) are never
+    dropped; a state update replaces its topic's update still waiting (not the one being sent), so
+    they stay bounded by the number of state topics.
     A message leaves the outbox only once the broker has acknowledged it, so a connection lost
     mid-publish re-sends it after reconnecting (QoS 1: at least once).
     """
@@ -133,6 +140,13 @@ class Outbox:
         return len(self._items)
 
     def put(self, message: _Message) -> None:
+        if message.retain:
+            # Index 0 may be in flight (peeked, awaiting its PUBACK): only later entries are replaced.
+            for index in range(1, len(self._items)):
+                if self._items[index].retain and self._items[index].topic == message.topic:
+                    self._items[index] = message
+                    self.changed.set()
+                    return
         if not message.retain and sum(not m.retain for m in self._items) >= self._max:
             oldest = next(m for m in self._items if not m.retain)
             self._items.remove(oldest)
@@ -177,6 +191,22 @@ class StreamChannel:
     def emit(self, result: EmotionResult) -> None:
         """Queue one result for `<prefix>/<stream>/utterance`; never blocks (see `Outbox` for the full policy)."""
         self._publisher.outbox.put(_Message(self.utterance_topic, result.to_json(), retain=False))
+
+    def emit_interim(self, result: EmotionResult) -> bool:
+        """Queue a provisional result on `<prefix>/<stream>/interim` (QoS 0, not retained) only when the
+        outbox is empty: a stale interim is worth nothing, and it must never push a final result out.
+        Returns whether it was queued (a refused one is counted in `PublisherMetrics.interim_dropped`)."""
+        if len(self._publisher.outbox):
+            self._publisher.metrics.interim_dropped += 1
+            return False
+        topic = f"{self.utterance_topic.rsplit('/', 1)[0]}/interim"
+        self._publisher.outbox.put(_Message(topic, result.to_json(), retain=False, qos=0))
+        return True
+
+    def publish_retained(self, subtopic: str, payload: str) -> None:
+        """Queue a retained state message on `<prefix>/<stream>/<subtopic>`; never blocks."""
+        topic = f"{self.utterance_topic.rsplit('/', 1)[0]}/{subtopic}"
+        self._publisher.outbox.put(_Message(topic, payload, retain=True))
 
     def close(self) -> None:
         """Queue `offline` after this stream's pending results and stop announcing it."""
@@ -316,7 +346,7 @@ class MqttPublisher:
                         client.publish(
                             message.topic,
                             message.payload,
-                            qos=self.options.qos,
+                            qos=self.options.qos if message.qos is None else message.qos,
                             retain=message.retain,
                             timeout=self.options.publish_timeout_s,
                         )
@@ -329,7 +359,7 @@ class MqttPublisher:
                         watch.result()
                     send.result()
                     self.outbox.pop()
-                    if not message.retain:
+                    if not message.retain and message.qos is None:
                         self.metrics.published += 1
                     continue
                 if self._closing:

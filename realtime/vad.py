@@ -155,6 +155,25 @@ class VadSegmenter:
         self._pending = buffered[whole:].copy()
         return segments
 
+    @property
+    def speaking_since_s(self) -> float | None:
+        """Stream time where the utterance being spoken starts (padding included); None in silence."""
+        if not self._triggered:
+            return None
+        return (self._origin_s or 0.0) + self._segment_start / SAMPLE_RATE_HZ
+
+    @property
+    def pausing(self) -> bool:
+        """In a pause that may end the utterance being spoken (silence shorter than `min_silence_ms`)."""
+        return self._triggered and self._silence_start is not None
+
+    def open_samples(self) -> np.ndarray:
+        """The audio of the utterance being spoken so far (for interim results); empty in silence."""
+        parts = [f for f in self._history if f.start + FRAME_SAMPLES > self._segment_start]
+        if not self._triggered or not parts:
+            return np.zeros(0, dtype=np.float32)
+        return np.concatenate([f.samples for f in parts])[max(0, self._segment_start - parts[0].start) :]
+
     def add_frame(self, frame: VideoFrame) -> None:
         """Keep a video frame until the segment its time falls in is cut (or it ages out)."""
         if self._video.maxlen is not None and len(self._video) == self._video.maxlen:

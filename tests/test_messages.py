@@ -22,7 +22,7 @@ SCHEMA_KEYS = [
     "timings_ms",
     "model",
 ]
-TIMING_KEYS = ["vad", "asr", "features", "fusion", "segment_to_publish"]
+TIMING_KEYS = ["vad", "asr", "speaker", "features", "fusion", "segment_to_publish"]
 
 
 def make_result(**overrides: object) -> EmotionResult:

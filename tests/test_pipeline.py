@@ -282,3 +282,59 @@ def test_real_vad_and_whisper_frames_in_events_out(espeak_wav: SpeechAudio) -> N
     assert wer <= 0.35, [r.text for r in sink.results]
     assert [u["text"] for u in session.seen] == [r.text for r in sink.results]
     assert metrics.empty_transcripts == 0 and metrics.vad_chunk.count == len(items)
+
+
+class Input(dict):
+    """The harness input, with the `speaker` attribute the pipeline sets (as on `UtteranceInput`)."""
+
+    speaker: str | None = None
+
+
+class AlternatingSpeakers:
+    """Stand-in attributor: odd utterances S1 (enrolled as Ana), even ones S2."""
+
+    def __init__(self) -> None:
+        self.threads: set[str] = set()
+        self.calls = 0
+
+    def attribute(self, samples: np.ndarray):
+        from realtime.speakers import SpeakerTurn
+
+        self.threads.add(threading.current_thread().name)
+        self.calls += 1
+        label = "S1" if self.calls % 2 else "S2"
+        return SpeakerTurn(label=label, name="Ana" if label == "S1" else label, embed_ms=3.0, cluster_ms=0.5)
+
+
+def test_speaker_reaches_the_model_input_and_the_message() -> None:
+    sink, session, attributor = ListSink(), RecordingSession(), AlternatingSpeakers()
+    seen_speakers: list[str | None] = []
+
+    def make_speaker_input(segment: SpeechSegment, transcript: Transcript) -> Input:
+        return Input(make_input(segment, transcript))
+
+    original_add = session.add
+
+    def add(utterance: Input) -> Prediction:
+        seen_speakers.append(utterance.speaker)
+        return original_add(utterance)
+
+    session.add = add  # type: ignore[method-assign]
+    pipeline = Pipeline(
+        stream_id="harness",
+        model_id="fake",
+        source=ListSource(chunks(40)),
+        segmenter=EveryNChunks(10),
+        transcriber=ScriptedAsr(),
+        session=session,
+        make_input=make_speaker_input,
+        sinks=[sink],
+        options=PipelineOptions(realtime=False),
+        attributor=attributor,
+    )
+    metrics = asyncio.run(pipeline.run())
+    assert seen_speakers == ["S1", "S2", "S1", "S2"]
+    assert [r.speaker for r in sink.results] == ["Ana", "S2", "Ana", "S2"]
+    assert all(r.timings_ms.speaker == pytest.approx(3.5) for r in sink.results)
+    assert attributor.threads == session.threads and all(t.startswith("emotion-") for t in attributor.threads)
+    assert metrics.speaker.count == 4

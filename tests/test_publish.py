@@ -282,3 +282,28 @@ def test_embedded_broker_round_trip() -> None:
             await broker.stop()
 
     asyncio.run(scenario())
+
+
+def test_retained_state_waiting_is_replaced_not_queued() -> None:
+    from realtime.publish import Outbox, PublisherMetrics, _Message
+
+    async def scenario() -> Outbox:
+        outbox = Outbox(max_messages=10, metrics=PublisherMetrics())
+        outbox.put(_Message("p/s/state", "v1", retain=True))  # head: may be in flight
+        outbox.put(_Message("p/s/utterance", "u1", retain=False))
+        for version in ("v2", "v3", "v4"):
+            outbox.put(_Message("p/s/state", version, retain=True))
+            outbox.put(_Message("p/s/speakers/S1/state", version, retain=True))
+        return outbox
+
+    outbox = asyncio.run(scenario())
+    payloads = []
+    while (message := outbox.peek()) is not None:
+        payloads.append((message.topic, message.payload))
+        outbox.pop()
+    assert payloads == [
+        ("p/s/state", "v1"),
+        ("p/s/utterance", "u1"),
+        ("p/s/state", "v4"),
+        ("p/s/speakers/S1/state", "v4"),
+    ]

@@ -41,7 +41,7 @@ SCHEMA_TYPES = {
     "start_s": float,
     "end_s": float,
     "wall_time": str,
-    "speaker": type(None),
+    "speaker": str,
     "text": str,
     "emotion": str,
     "scores": dict,
@@ -146,7 +146,7 @@ def check_schema(message: dict, stream_id: str) -> None:
     assert all(isinstance(v, bool) for v in message["modalities"].values()) and message["modalities"]["text"]
     assert message["emotion"] in message["scores"]
     assert sum(message["scores"].values()) == pytest.approx(1.0, abs=1e-3)
-    assert set(message["timings_ms"]) == {"vad", "asr", "features", "fusion", "segment_to_publish"}
+    assert set(message["timings_ms"]) == {"vad", "asr", "speaker", "features", "fusion", "segment_to_publish"}
     assert all(isinstance(v, int | float) and v >= 0 for v in message["timings_ms"].values())
 
 
@@ -249,7 +249,8 @@ def test_context_matches_a_session_fed_the_same_utterances(batch_run: tuple[str,
     _, run = batch_run
     session = recognizer.new_session(12)
     for message in run.utterances():
-        prediction = session.add(UtteranceInput(text=message["text"]))
+        # Without enrolment the published speaker is the label the model saw.
+        prediction = session.add(UtteranceInput(text=message["text"], speaker=message["speaker"]))
         assert prediction.scores == pytest.approx(message["scores"], abs=1e-3)
 
 
@@ -299,6 +300,13 @@ def test_bad_config_key_is_one_line(tmp_path: Path, sentences_clip: Path) -> Non
 
 def test_bad_mqtt_url_is_one_line(sentences_clip: Path) -> None:
     assert_one_line_error(run_cli("--source", str(sentences_clip), "--mqtt", "http://x:1"), "http://x:1")
+
+
+def test_bad_enrolment_is_one_line(tmp_path: Path, sentences_clip: Path) -> None:
+    missing = tmp_path / "ana.wav"
+    run = run_cli("--source", str(sentences_clip), "--speaker", f"Ana={missing}", "--jsonl", "-")
+    assert_one_line_error(run, "--speaker", str(missing))
+    assert run.stdout == ""
 
 
 def test_bad_checkpoint_is_one_line(tmp_path: Path, sentences_clip: Path) -> None:

@@ -180,3 +180,26 @@ def test_demo_clip_segments_match_its_ground_truth():
         assert segment.start_s + PAD_S == pytest.approx(utterance["start_s"], abs=0.1)
         assert -0.1 <= segment.end_s - PAD_S - utterance["end_s"] <= 0.25
         assert segment.frames
+
+
+def test_open_utterance_is_visible_while_spoken(espeak_wav):
+    """What interim results read: where the utterance being spoken starts and its audio so far."""
+    segmenter = VadSegmenter(VadOptions())
+    (first_start, first_end), _ = espeak_wav.spans_s[:2]
+    middle = int((first_start + first_end) / 2 * SAMPLE_RATE_HZ)
+    assert segmenter.speaking_since_s is None and len(segmenter.open_samples()) == 0
+    for offset in range(0, middle - middle % 512, 512):
+        assert not segmenter.push(
+            AudioChunk(espeak_wav.samples[offset : offset + 512], offset / SAMPLE_RATE_HZ)
+        )
+    heard_s = (middle - middle % 512) / SAMPLE_RATE_HZ
+    since = segmenter.speaking_since_s
+    assert since is not None and since + PAD_S == pytest.approx(first_start, abs=0.1)
+    assert not segmenter.pausing
+    samples = segmenter.open_samples()
+    assert len(samples) == round((heard_s - since) * SAMPLE_RATE_HZ)
+    start = round(since * SAMPLE_RATE_HZ)
+    np.testing.assert_array_equal(samples, espeak_wav.samples[start : start + len(samples)])
+    segments = segmenter.push(AudioChunk(espeak_wav.samples[middle - middle % 512 :], heard_s))
+    assert segments and segments[0].start_s == pytest.approx(since)
+    np.testing.assert_array_equal(segments[0].samples[: len(samples)], samples)
