@@ -36,6 +36,7 @@ from realtime import runtime_env
 
 runtime_env.apply()
 
+from engines.speaker_encoder import load_voice_encoder
 from engines.stream import load_recognizer
 from engines.text_encoder import CACHE_ROOT
 from engines.text_form import generic_speaker_labels
@@ -44,6 +45,7 @@ from realtime.capture import FileSource
 from realtime.config import load_live_config
 from realtime.frames import SAMPLE_RATE_HZ, Transcript
 from realtime.pipeline import Pipeline, PipelineOptions
+from realtime.speakers import SpeakerAttributor
 from realtime.transcribe import Transcriber
 from realtime.vad import VadSegmenter
 from training.data import Dialogue, load_dialogues
@@ -140,7 +142,7 @@ class Collector:
         self.results.append(result)
 
 
-async def run_live(spoken: SpokenDialogue, config, transcriber, recognizer) -> list:
+async def run_live(spoken: SpokenDialogue, config, transcriber, recognizer, voices) -> list:
     collector = Collector()
     config.capture.realtime = False
     source = FileSource(spoken.wav, config.capture)
@@ -154,6 +156,7 @@ async def run_live(spoken: SpokenDialogue, config, transcriber, recognizer) -> l
         session=recognizer.new_session(config.pipeline.max_context_utterances),
         make_input=utterance_input,
         sinks=[collector],
+        attributor=SpeakerAttributor(voices, config.speakers) if voices else None,
         options=PipelineOptions(
             max_context_utterances=config.pipeline.max_context_utterances, realtime=False
         ),
@@ -172,6 +175,23 @@ def best_overlap(span: tuple[float, float], results: list):
         if overlap > most:
             best, most = result, overlap
     return best
+
+
+def speaker_accuracy(spoken: list[SpokenDialogue], matched: list[list]) -> float:
+    """Share of matched utterances whose live label maps to their true speaker (best mapping per dialogue)."""
+    from scipy.optimize import linear_sum_assignment
+
+    right = total = 0
+    for item, row in zip(spoken, matched):
+        pairs = [(u.speaker, m.speaker) for u, m in zip(item.dialogue.utterances, row) if m is not None]
+        truths, labels = sorted({t for t, _ in pairs}), sorted({str(g) for _, g in pairs})
+        counts = np.zeros((len(truths), len(labels)))
+        for t, g in pairs:
+            counts[truths.index(t), labels.index(str(g))] += 1
+        rows, cols = linear_sum_assignment(-counts)
+        right += int(counts[rows, cols].sum())
+        total += len(pairs)
+    return 100 * right / max(total, 1)
 
 
 def words(text: str) -> str:
@@ -264,10 +284,11 @@ def main() -> int:
     beam = f"-beam{config.asr.beam_size}" if config.asr.beam_size > 1 else ""
     cache = folder / f"transcripts-{Path(config.asr.model).name}{beam}.json"
     transcriber = CachedTranscriber(Transcriber(config.asr), cache)
+    voices = load_voice_encoder() if config.speakers.enabled else None
     started = time.perf_counter()
     live_results = []
     for i, item in enumerate(spoken):
-        live_results.append(asyncio.run(run_live(item, config, transcriber, recognizer)))
+        live_results.append(asyncio.run(run_live(item, config, transcriber, recognizer, voices)))
         if i % 10 == 9:
             transcriber.save()
     transcriber.save()
@@ -284,6 +305,7 @@ def main() -> int:
     hypothesis = [words(" ".join(r.text for r in results)) for results in live_results]
     wer = 100 * jiwer.wer(reference, hypothesis)
 
+    attribution = speaker_accuracy(spoken, matched) if voices else None
     checkpoint = recognizer.checkpoint
     asr_text = [[m.text if m else "" for m in row] for row in matched]
     if args.transcripts_out:
@@ -325,6 +347,7 @@ def main() -> int:
         "asr_model": config.asr.model,
         "wer": round(wer, 1),
         "missed_utterances": missed,
+        "speaker_attribution_accuracy": attribution,
         "live_seconds": round(live_s, 1),
         "asr_ms_p50": round(
             float(np.median([r.timings_ms.asr for rs in live_results for r in rs] or [0])), 1
@@ -342,6 +365,8 @@ def main() -> int:
         f"({transcriber.misses} segments transcribed, the rest cached)"
     )
     print(f"WER {wer:.1f} %   gold utterances no result overlaps: {missed}")
+    if attribution is not None:
+        print(f"speaker attribution: {attribution:.1f} % of matched utterances under the best label mapping")
     print(f"{'condition':<38}{'w-F1':>7}{'acc':>7}  per-class F1")
     rows = [("live loop, end to end", report["live"])] + list(report["decomposition"].items())
     for name, s in rows:
