@@ -36,6 +36,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--overlay", metavar="[HOST:]PORT", help="serve the live overlay page (host: 127.0.0.1)"
     )
+    parser.add_argument("--preview", metavar="window|FILE.mp4", help="annotated video: a window or a file")
     parser.add_argument(
         "--ha-discovery", nargs="?", const="homeassistant", metavar="PREFIX", help="Home Assistant discovery"
     )
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     from realtime.config import ConfigError, load_live_config
     from realtime.consumers import Consumers
     from realtime.overlay import OverlayError
+    from realtime.preview import Preview, PreviewError, PreviewOptions
     from realtime.publish import BrokerUnreachableError, MqttSettingError
     from realtime.transcribe import AsrModelError
 
@@ -73,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         CheckpointError,
         AsrModelError,
         OverlayError,
+        PreviewError,
     )
     console: TextIO = sys.stderr if args.jsonl == "-" else sys.stdout
     try:
@@ -81,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         consumers = Consumers.from_flags(args.overlay, args.ha_discovery, config.mqtt)
         with ExitStack() as stack:
             jsonl = _open_jsonl(args.jsonl, stack)
+            preview = None
+            if args.preview:
+                preview = Preview(PreviewOptions(args.preview, fps=config.capture.video_fps))
+                stack.callback(preview.close)
 
             def on_broker(url: str, stream_id: str) -> None:
                 prefix = config.mqtt.topic_prefix
@@ -93,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
             async def run() -> None:
                 async with consumers:
                     on = consumers.wrap(on_broker)
-                    await run_stream(config, args.source, console=console, jsonl=jsonl, on_broker=on)
+                    await run_stream(
+                        config, args.source, console=console, jsonl=jsonl, on_broker=on, preview=preview
+                    )
 
             asyncio.run(run())
     except user_errors as exc:
