@@ -135,6 +135,7 @@ class HaAnnouncer:
         """Announce, then follow results for new speakers and `H/status` for restarts, until cancelled."""
         results = f"{self.options.topic_prefix}/{self.stream_id}/utterance"
         status = f"{self.options.discovery_prefix}/status"
+        failures = 0
         while True:
             try:
                 async with _client(self.address) as client:
@@ -143,6 +144,7 @@ class HaAnnouncer:
                     await self._announce_all(client)
                     if not connected.done():
                         connected.set_result(None)
+                    failures = 0
                     async for message in client.messages:
                         payload = message.payload if isinstance(message.payload, bytes) else b""
                         if message.topic.matches(status):
@@ -156,7 +158,10 @@ class HaAnnouncer:
                         BrokerUnreachableError(f"cannot reach MQTT broker at {self.address.url}: {exc}")
                     )
                     return
-                logger.warning("HA discovery: MQTT broker %s: %s; retrying", self.address.url, exc)
+                failures += 1
+                # One failed attempt is routine (a broker stopping at the end of a run); more are worth a warning.
+                level = logging.INFO if failures == 1 else logging.WARNING
+                logger.log(level, "HA discovery: MQTT broker %s: %s; retrying", self.address.url, exc)
                 await asyncio.sleep(RECONNECT_S)
 
     async def _announce_all(self, client: aiomqtt.Client) -> None:

@@ -175,7 +175,7 @@ class Preview:
                     break
             writer.finish()
             self.metrics.frames_written = writer.written
-        except (OSError, subprocess.SubprocessError, RuntimeError) as exc:
+        except Exception as exc:  # noqa: BLE001 (whatever breaks the preview must not end the live loop)
             logger.error("preview stopped: %s", exc)
             with self._ready:
                 self._frames.clear()

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -100,3 +101,26 @@ def test_demo_run_shows_on_the_page_and_in_discovery(mosquitto: Mosquitto, tmp_p
     assert screenshot_variance(shot) > 5, "the screenshot is blank"
     assert config is not None and config["state_topic"] == f"m2fnet/{stream_id}/utterance"
     assert f"overlay {url}" in stdout
+
+
+def test_bad_flags_are_one_line_errors_before_models_load(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        for flags, named in (
+            (["--overlay", f"127.0.0.1:{port}"], f"127.0.0.1:{port}"),
+            (["--preview", str(tmp_path / "x.gif")], "x.gif"),
+            (["--ha-discovery", "ha/+"], "ha/+"),
+        ):
+            run = subprocess.run(
+                [sys.executable, str(REPO / "run_live.py"), "--source", "demo", *flags],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert run.returncode == 2, run.stderr
+            assert run.stderr.startswith("error: ") and named in run.stderr, run.stderr
+            assert "Traceback" not in run.stderr

@@ -55,6 +55,8 @@ async def follow(
                     BrokerUnreachableError(f"cannot reach MQTT broker at {address.url}: {exc}")
                 )
                 return
-            logger.warning("overlay: MQTT broker %s: %s; retrying in %.2f s", address.url, exc, delay_s)
+            # One failed attempt is routine (a broker stopping at the end of a run); more are worth a warning.
+            level = logging.INFO if delay_s == RECONNECT_INITIAL_S else logging.WARNING
+            logger.log(level, "overlay: MQTT broker %s: %s; retrying in %.2f s", address.url, exc, delay_s)
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, RECONNECT_MAX_S)
