@@ -184,7 +184,7 @@ class Overlay:
             await writer.drain()
             closed = asyncio.create_task(feed.closed.wait())
             try:
-                while not feed.closed.is_set():
+                while True:
                     getter = asyncio.create_task(feed.queue.get())
                     done, _ = await asyncio.wait(
                         {getter, closed},
@@ -195,6 +195,8 @@ class Overlay:
                         writer.write(getter.result().encode())
                     else:
                         getter.cancel()
+                        if closed in done:
+                            break
                         writer.write(b": keep-alive\n\n")
                     await writer.drain()
             finally:
