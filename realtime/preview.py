@@ -294,7 +294,9 @@ class _FileWriter:
             if self._wav is not None:
                 self._wav.close()
             if self._encoder is None:
-                logger.warning("preview: no video frames; %s not written", self._path)
+                # Audio without video deserves a warning; nothing at all means the run never started.
+                level = logging.WARNING if self._wav is not None else logging.INFO
+                logger.log(level, "preview: no video frames; %s not written", self._path)
                 return
             assert self._encoder.stdin is not None
             self._encoder.stdin.close()
