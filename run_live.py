@@ -42,6 +42,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--no-realtime", action="store_true", help="process a file as fast as possible, not at real-time pace"
     )
     parser.add_argument(
+        "--overlay", metavar="[HOST:]PORT", help="serve the live overlay page (host: 127.0.0.1)"
+    )
+    parser.add_argument("--preview", metavar="window|FILE.mp4", help="annotated video: a window or a file")
+    parser.add_argument(
+        "--ha-discovery", nargs="?", const="homeassistant", metavar="PREFIX", help="Home Assistant discovery"
+    )
+    parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="log progress (-v) or everything (-vv) on stderr"
     )
     return parser.parse_args(argv)
@@ -61,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     from realtime.app import run_stream
     from realtime.capture import DeviceError, MediaError
     from realtime.config import ConfigError, load_live_config
+    from realtime.consumers import Consumers
+    from realtime.overlay import OverlayError
+    from realtime.preview import Preview, PreviewError, PreviewOptions
     from realtime.publish import BrokerUnreachableError, MqttSettingError
     from realtime.speakers import EnrolmentError
     from realtime.transcribe import AsrModelError
@@ -74,13 +84,20 @@ def main(argv: list[str] | None = None) -> int:
         CheckpointError,
         AsrModelError,
         EnrolmentError,
+        OverlayError,
+        PreviewError,
     )
     console: TextIO = sys.stderr if args.jsonl == "-" else sys.stdout
     try:
         config = load_live_config(args.config)
         _apply_flags(config, args)
+        consumers = Consumers.from_flags(args.overlay, args.ha_discovery, config.mqtt)
         with ExitStack() as stack:
             jsonl = _open_jsonl(args.jsonl, stack)
+            preview = None
+            if args.preview:
+                preview = Preview(PreviewOptions(args.preview, fps=config.capture.video_fps))
+                stack.callback(preview.close)
 
             def on_broker(url: str, stream_id: str) -> None:
                 prefix = config.mqtt.topic_prefix
@@ -89,8 +106,17 @@ def main(argv: list[str] | None = None) -> int:
                     file=console,
                     flush=True,
                 )
+                if consumers.overlay is not None:
+                    print(f"overlay {consumers.overlay.url}", file=console, flush=True)
 
-            asyncio.run(run_stream(config, args.source, console=console, jsonl=jsonl, on_broker=on_broker))
+            async def run() -> None:
+                async with consumers:
+                    on = consumers.wrap(on_broker)
+                    await run_stream(
+                        config, args.source, console=console, jsonl=jsonl, on_broker=on, preview=preview
+                    )
+
+            asyncio.run(run())
     except user_errors as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

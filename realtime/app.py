@@ -25,6 +25,7 @@ from realtime.config import LiveConfig
 from realtime.frames import SpeechSegment, Transcript
 from realtime.metrics import PipelineMetrics
 from realtime.pipeline import Pipeline
+from realtime.preview import Preview
 from realtime.publish import MqttPublisher, PublisherMetrics, parse_mqtt_url
 from realtime.sinks import ConsoleSink, JsonlSink
 from realtime.speaker_state import SpeakerStateSink
@@ -60,11 +61,12 @@ async def run_stream(
     console: TextIO | None,
     jsonl: TextIO | None = None,
     on_broker: Callable[[str, str], None] | None = None,
+    preview: Preview | None = None,
 ) -> StreamReport:
     """Run one stream until its source ends or SIGINT/SIGTERM; return what it did.
 
     `on_broker(url, stream_id)` is called once the broker is reachable and the models are loaded,
-    before the first chunk is read.
+    before the first chunk is read. `preview` sees every frame and result (the caller closes it).
     """
     stream_id = config.stream_id or default_stream_id(source)
     address = parse_mqtt_url(config.mqtt.url) if config.mqtt.url else None
@@ -104,10 +106,12 @@ async def run_stream(
                 sinks.append(ConsoleSink(console))
             if jsonl is not None:
                 sinks.append(JsonlSink(jsonl))
+            if preview is not None:
+                sinks.append(preview)
             pipeline = Pipeline(
                 stream_id=stream_id,
                 model_id=recognizer.model_id,
-                source=media,
+                source=preview.tap(media) if preview is not None else media,
                 segmenter=VadSegmenter(config.vad),
                 transcriber=transcriber,
                 session=recognizer.new_session(config.pipeline.max_context_utterances),

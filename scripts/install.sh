@@ -18,6 +18,10 @@ for arg in "$@"; do
         *) echo "usage: scripts/install.sh [--dev] [--mpnet]" >&2; exit 2 ;;
     esac
 done
+if [ "$extras" = "mic,dev" ]; then
+    # The overlay page's tests render it in Debian's headless Chromium (never a downloaded browser).
+    $sudo_cmd apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
 python3 -m pip install -q -e ".[${extras}]"
 # The speaker encoder's weights (engines/speaker_encoder.py); see pyproject.toml for why --no-deps.
 python3 -m pip install -q --no-deps resemblyzer==0.1.4
