@@ -130,7 +130,7 @@ def _fusion_spec(checkpoint: Checkpoint) -> GraphSpec:
     return GraphSpec("fusion", FusionGraph(checkpoint.network), tuple(example), axes)
 
 
-def _audio_spec(model) -> GraphSpec:
+def audio_spec(model) -> GraphSpec:
     axes = {
         "inputs": {"wave": {0: "batch", 1: "samples"}},
         "outputs": {"embedding": {0: "batch"}, "mel": {0: "batch", 2: "frames"}},
@@ -138,7 +138,7 @@ def _audio_spec(model) -> GraphSpec:
     return GraphSpec("audio", AudioGraph(model), (torch.randn(1, 16_000) * 0.1,), axes)
 
 
-def _visual_spec(model) -> GraphSpec:
+def visual_spec(model) -> GraphSpec:
     c = model.config
     frames, slots = 3, 2
     scenes = torch.randn(1, frames, 3, c.scene_px, c.scene_px)
@@ -162,7 +162,7 @@ def graph_specs(checkpoint: Checkpoint) -> list[GraphSpec]:
     specs = [_text_spec(checkpoint), _fusion_spec(checkpoint)]
     extractors = load_extractors(checkpoint)
     if "audio" in extractors:
-        specs.append(_audio_spec(extractors["audio"]))
+        specs.append(audio_spec(extractors["audio"]))
     if "visual" in extractors:
-        specs.append(_visual_spec(extractors["visual"]))
+        specs.append(visual_spec(extractors["visual"]))
     return specs

@@ -18,7 +18,7 @@ from engines.torch_backend import prosody_scale
 log = logging.getLogger(__name__)
 
 
-class _Graph:
+class OrtGraph:
     """One inference session, one thread (the other components need the other core)."""
 
     def __init__(self, file: Path, threads: int) -> None:
@@ -38,7 +38,7 @@ class _Graph:
 
 
 class OnnxText:
-    def __init__(self, graph: _Graph) -> None:
+    def __init__(self, graph: OrtGraph) -> None:
         self.graph = graph
 
     def encode(self, input_ids: np.ndarray, attention: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -50,7 +50,7 @@ class OnnxText:
 
 
 class OnnxFusion:
-    def __init__(self, graph: _Graph) -> None:
+    def __init__(self, graph: OrtGraph) -> None:
         self.graph = graph
 
     def logits(
@@ -65,7 +65,7 @@ class OnnxFusion:
 
 
 class OnnxAudio:
-    def __init__(self, graph: _Graph, model) -> None:
+    def __init__(self, graph: OrtGraph, model) -> None:
         self.graph, self.config = graph, model.config
         self.prosody_scale = prosody_scale(model)
 
@@ -75,7 +75,7 @@ class OnnxAudio:
 
 
 class OnnxVisual:
-    def __init__(self, graph: _Graph, config) -> None:
+    def __init__(self, graph: OrtGraph, config) -> None:
         self.graph, self.config = graph, config
 
     def embed(
@@ -111,7 +111,7 @@ def artifacts_for(checkpoint, options: EngineOptions) -> tuple[Path, dict]:
 
 def onnx_engines(checkpoint, options: EngineOptions) -> Engines:
     folder, manifest = artifacts_for(checkpoint, options)
-    graphs = {name: _Graph(folder / g["file"], options.threads) for name, g in manifest["graphs"].items()}
+    graphs = {name: OrtGraph(folder / g["file"], options.threads) for name, g in manifest["graphs"].items()}
     audio = visual = None
     if "audio" in graphs or "visual" in graphs:
         from engines.checkpoint import extractor_path

@@ -158,9 +158,13 @@ def checkpoint_path(checkpoint_dir: str | Path | None = None) -> Path:
 
 
 def load_recognizer(
-    checkpoint_dir: str | Path | None = None, backend: str = "torch", precision: str = "fp32"
+    checkpoint_dir: str | Path | None = None,
+    backend: str = "torch",
+    precision: str = "fp32",
+    artifacts_dir: str | None = None,
 ) -> Recognizer:
-    """Loads a causal checkpoint (default: the one shipped in models/) on `backend` (torch|onnx|auto)."""
+    """Loads a causal checkpoint (default: the one shipped in models/) on `backend` (torch|onnx|auto);
+    the other arguments are those of `EngineOptions`."""
     path = checkpoint_path(checkpoint_dir)
     checkpoint = load_checkpoint(path)
     if not checkpoint.model_config.causal or checkpoint.text_config.future_utterances:
@@ -168,4 +172,4 @@ def load_recognizer(
             f"checkpoint {path}: not causal (it reads future utterances); live use needs a model "
             "trained with configs/causal.yaml"
         )
-    return Recognizer(checkpoint, load_engines(checkpoint, EngineOptions(backend, precision)))
+    return Recognizer(checkpoint, load_engines(checkpoint, EngineOptions(backend, precision, artifacts_dir)))
