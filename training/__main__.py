@@ -59,6 +59,9 @@ def _add_backend_arguments(command: argparse.ArgumentParser) -> None:
         "(onnx when installed)",
     )
     command.add_argument("--precision", choices=["fp32", "int8"], default="fp32", help="int8: onnx only")
+    command.add_argument(
+        "--artifacts", help="onnx graphs made by `python -m engines compile --out DIR` (default: the cache)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,7 +166,7 @@ def _load(args):
     checkpoint = load_checkpoint(args.checkpoint)
     dialogues = load_dialogues(args.data)
     check_labels(dialogues, checkpoint.labels, args.data)
-    engines = load_engines(checkpoint, EngineOptions(args.backend, args.precision))
+    engines = load_engines(checkpoint, EngineOptions(args.backend, args.precision, args.artifacts))
     vectors = _media_vectors(checkpoint, args.data, dialogues)
     timing, started = PredictionTiming(), time.perf_counter()
     predictions = predict_dialogues(engines, checkpoint, dialogues, vectors, timing=timing)
