@@ -43,15 +43,18 @@ MELD_DEV = Path("/work/shared/datasets/meld/dev_sent_emo.csv")
 CONTEXT = 12
 
 
-def timed(call, repeats: int) -> tuple[float, float]:
-    for _ in range(3):
-        call()
-    times = []
+def timed(calls: dict, repeats: int) -> dict[str, tuple[float, float]]:
+    """p50/p95 ms of each call; the calls take turns, so load from other processes hits them alike."""
+    for call in calls.values():
+        for _ in range(3):
+            call()
+    times: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(repeats):
-        started = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - started) * 1000)
-    return float(np.percentile(times, 50)), float(np.percentile(times, 95))
+        for name, call in calls.items():
+            started = time.perf_counter()
+            call()
+            times[name].append((time.perf_counter() - started) * 1000)
+    return {n: (float(np.percentile(t, 50)), float(np.percentile(t, 95))) for n, t in times.items()}
 
 
 def token_batches(checkpoint, data: Path | None, batch: int, count: int) -> list[tuple]:
@@ -140,17 +143,20 @@ def bench_components(args) -> None:
     for batch in (1, 8):
         inputs = token_batches(checkpoint, args.data, batch, 60)
         print(f"# text: mean tokens per utterance {np.mean([i[1].sum(1).mean() for i in inputs]):.0f}")
-        dim = checkpoint.model_config.text_dim
-        window = {"text": rng.normal(size=(batch, CONTEXT, dim)).astype(np.float32)}
+        window = {
+            "text": rng.normal(size=(batch, CONTEXT, checkpoint.model_config.text_dim)).astype(np.float32)
+        }
         valid = np.ones((batch, CONTEXT), bool)
-        results: dict[str, dict[str, tuple[float, float]]] = {"text": {}, "fusion": {}, "text + fusion": {}}
-        for name, engines in backends.items():
-            next_input = cycling(inputs)
-            text = timed(lambda e=engines, n=next_input: e.text.encode(*n()), args.repeats)
-            fusion = timed(lambda e=engines, w=window, v=valid: e.fusion.logits(w, {}, v), args.repeats)
-            results["text"][name], results["fusion"][name] = text, fusion
-            results["text + fusion"][name] = (text[0] + fusion[0], text[1] + fusion[1])
-        for component, rows in results.items():
+        feeds = {name: cycling(inputs) for name in backends}
+        text = timed(
+            {n: (lambda e=e, f=feeds[n]: e.text.encode(*f())) for n, e in backends.items()}, args.repeats
+        )
+        fusion = timed(
+            {n: (lambda e=e, w=window, v=valid: e.fusion.logits(w, {}, v)) for n, e in backends.items()},
+            args.repeats,
+        )
+        both = {n: (text[n][0] + fusion[n][0], text[n][1] + fusion[n][1]) for n in backends}
+        for component, rows in (("text", text), ("fusion", fusion), ("text + fusion", both)):
             for name, (p50, p95) in rows.items():
                 print_row(component, batch, name, p50, p95, rows["torch"][0])
     with tempfile.TemporaryDirectory() as folder:
@@ -159,20 +165,20 @@ def bench_components(args) -> None:
         for batch in (1, 8):
             waves = np.repeat(speech[None], batch, 0)
             frames = visual_arrays(media["visual"]["torch"].config, batch, rng)
-            audio = {
-                n: timed(lambda e=e, w=waves: e.embed(w), args.repeats) for n, e in media["audio"].items()
-            }
-            visual = {
-                n: timed(lambda e=e, f=frames: e.embed(*f), max(5, args.repeats // 4))
-                for n, e in media["visual"].items()
-            }
+            audio = timed(
+                {n: (lambda e=e, w=waves: e.embed(w)) for n, e in media["audio"].items()}, args.repeats
+            )
+            visual = timed(
+                {n: (lambda e=e, f=frames: e.embed(*f)) for n, e in media["visual"].items()},
+                max(5, args.repeats // 4),
+            )
             for name, (p50, p95) in audio.items():
                 print_row("audio (3 s)", batch, name, p50, p95, audio["torch"][0])
             for name, (p50, p95) in visual.items():
                 print_row("visual (15 frames)", batch, name, p50, p95, visual["torch"][0])
-        whole = {
-            n: timed(lambda e=e: audio_vector(e, speech), args.repeats) for n, e in media["audio"].items()
-        }
+        whole = timed(
+            {n: (lambda e=e: audio_vector(e, speech)) for n, e in media["audio"].items()}, args.repeats
+        )
         for name, (p50, p95) in whole.items():
             print_row("audio + prosody", 1, name, p50, p95, whole["torch"][0])
 
