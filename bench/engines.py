@@ -1,6 +1,6 @@
 """Per-component latency of each backend at one thread, and the live loop's `segment_to_publish` with each.
 
-    python bench/engines.py [--checkpoint DIR] [--data MELD_CSV] [--repeats 40] [--no-live]
+    python bench/engines.py [--checkpoint DIR] [--data MELD_CSV] [--repeats 40] [--no-live|--no-components]
 
 Text inputs are the real per-utterance token sequences of `--data` (MELD dev when present: context of
 2 past utterances, as the shipped checkpoint); fusion runs over a 12-utterance context window; audio
@@ -205,11 +205,13 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=MELD_DEV, help="conversations whose texts are timed")
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--no-live", action="store_true", help="components only")
+    parser.add_argument("--no-components", action="store_true", help="the live loop only")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(1)
     print("threads per component: 1 (torch.set_num_threads, ORT intra_op)")
-    bench_components(args)
+    if not args.no_components:
+        bench_components(args)
     if not args.no_live:
         bench_live(args)
     return 0
