@@ -10,11 +10,14 @@ from __future__ import annotations
 import importlib.util
 import logging
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from engines.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from engines.checkpoint import Checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +117,7 @@ def resolve_backend(backend: str) -> str:
     return "onnx" if onnx_available() else "torch"
 
 
-def load_engines(checkpoint, options: EngineOptions | None = None) -> Engines:
+def load_engines(checkpoint: Checkpoint, options: EngineOptions | None = None) -> Engines:
     """The engines of a loaded `Checkpoint` (engines/checkpoint.py) on the chosen backend."""
     options = options or EngineOptions()
     backend = resolve_backend(options.backend)

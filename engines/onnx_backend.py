@@ -1,6 +1,6 @@
 """The ONNX Runtime backend: the checkpoint's compiled graphs behind the numpy interface of engines/engine.py.
 
-Artifacts come from `--artifacts`/`artifacts_dir` (made by `python -m engines compile --out`), or from
+Artifacts come from `EngineOptions.artifacts_dir` (made by `python -m engines compile --out`), or from
 the cache directory, where the checkpoint is compiled on first use.
 """
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engines.checkpoint import Checkpoint, extractor_path
 from engines.compile import cache_dir, compile_checkpoint, read_manifest, source_sha256
 from engines.engine import EngineOptions, Engines
 from engines.torch_backend import prosody_scale
@@ -91,7 +92,7 @@ class OnnxVisual:
         )[0]
 
 
-def artifacts_for(checkpoint, options: EngineOptions) -> tuple[Path, dict]:
+def artifacts_for(checkpoint: Checkpoint, options: EngineOptions) -> tuple[Path, dict]:
     """The checked artifact folder of `checkpoint`, compiling it into the cache on first use."""
     sha256 = source_sha256(checkpoint.path)
     if options.artifacts_dir:
@@ -109,12 +110,11 @@ def artifacts_for(checkpoint, options: EngineOptions) -> tuple[Path, dict]:
     return folder, read_manifest(folder, checkpoint.path, options.precision, sha256)
 
 
-def onnx_engines(checkpoint, options: EngineOptions) -> Engines:
+def onnx_engines(checkpoint: Checkpoint, options: EngineOptions) -> Engines:
     folder, manifest = artifacts_for(checkpoint, options)
     graphs = {name: OrtGraph(folder / g["file"], options.threads) for name, g in manifest["graphs"].items()}
     audio = visual = None
     if "audio" in graphs or "visual" in graphs:
-        from engines.checkpoint import extractor_path
         from engines.extractor_store import load_extractor
 
         if "audio" in graphs:

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from engines.checkpoint import Checkpoint, load_extractors
 from engines.engine import EngineOptions, Engines
 from engines.m2fnet import M2FNet
 from engines.text_encoder import SplitTextEncoder
@@ -75,10 +76,8 @@ def prosody_scale(model: nn.Module) -> tuple[np.ndarray, np.ndarray] | None:
     return model.prosody_mean.numpy(), model.prosody_std.numpy()
 
 
-def torch_engines(checkpoint, options: EngineOptions) -> Engines:
+def torch_engines(checkpoint: Checkpoint, options: EngineOptions) -> Engines:
     """Eager engines over the checkpoint's own modules (shared, read-only in eval mode)."""
-    from engines.checkpoint import load_extractors
-
     torch.set_num_threads(options.threads)
     extractors = load_extractors(checkpoint)
     return Engines(
