@@ -246,3 +246,26 @@ def test_compile_cli_writes_artifacts_and_names_bad_input(text_only, tmp_path, c
     assert main(["compile", "--checkpoint", str(checkpoint.path), "--out", str(tmp_path / "busy")]) == 2
     assert "holds no compiled engines" in capsys.readouterr().err
     assert (tmp_path / "busy" / "notes.txt").is_file()
+
+
+def test_live_config_and_flags_choose_the_backend(tmp_path):
+    import run_live
+    from realtime.config import ConfigError, load_live_config
+
+    shipped = load_live_config(Path(__file__).resolve().parents[1] / "configs" / "live.yaml")
+    assert shipped.engine == EngineOptions("auto", "fp32")
+    (tmp_path / "bad.yaml").write_text("engine:\n  backend: tensorrt\n")
+    with pytest.raises(ConfigError, match="engine: backend must be one of torch, onnx, auto"):
+        load_live_config(tmp_path / "bad.yaml")
+    config = load_live_config(None)
+    run_live._apply_flags(config, run_live.parse_args(["--source", "demo", "--backend", "torch"]))
+    assert config.engine.backend == "torch"
+
+
+def test_whisper_follows_the_device():
+    import ctranslate2
+
+    from engines.engine import whisper_runtime
+
+    cuda = ctranslate2.get_cuda_device_count() > 0
+    assert whisper_runtime() == (("cuda", "float16") if cuda else ("cpu", "int8"))
