@@ -13,8 +13,8 @@ import hashlib
 import importlib.metadata
 import json
 import logging
-import os
 import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -127,15 +127,18 @@ def quantise(file: Path) -> None:
     fp32.unlink()
 
 
-def compile_checkpoint(checkpoint: Checkpoint, out_dir: str | Path, precision: str = "fp32") -> dict:
-    """Writes `<graph>.onnx` and `manifest.json` into `out_dir` (replaced whole, atomically) -> manifest."""
+def compile_checkpoint(
+    checkpoint: Checkpoint, out_dir: str | Path, precision: str = "fp32", replace: bool = True
+) -> dict:
+    """Writes `<graph>.onnx` and `manifest.json` into `out_dir` atomically -> manifest. An existing
+    compile there is replaced, or with `replace=False` kept (another process may be reading it)."""
     out = Path(out_dir)
     if out.exists() and not (out / MANIFEST).is_file() and any(out.iterdir()):
         raise CheckpointError(f"--out {out}: exists and holds no compiled engines; give a new directory")
     sha256 = source_sha256(checkpoint.path)
-    work = out.parent / f".{out.name}.tmp{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # A private folder per call: two streams of one process may compile the same checkpoint at once.
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     graphs = {}
     for spec in graph_specs(checkpoint):
         file = work / f"{spec.name}.onnx"
@@ -162,6 +165,9 @@ def compile_checkpoint(checkpoint: Checkpoint, out_dir: str | Path, precision: s
         "media_extractors": [m for m in ("audio", "visual") if extractor_path(checkpoint.path, m).is_dir()],
     }
     (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    if (out / MANIFEST).is_file() and not replace:
+        shutil.rmtree(work)
+        return manifest
     shutil.rmtree(out, ignore_errors=True)
     try:
         work.rename(out)

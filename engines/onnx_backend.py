@@ -7,6 +7,7 @@ the cache directory, where the checkpoint is compiled on first use.
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from engines.engine import EngineOptions, Engines
 from engines.torch_backend import prosody_scale
 
 log = logging.getLogger(__name__)
+_compiling = threading.Lock()
 
 
 class OrtGraph:
@@ -99,14 +101,16 @@ def artifacts_for(checkpoint: Checkpoint, options: EngineOptions) -> tuple[Path,
         folder = Path(options.artifacts_dir)
         return folder, read_manifest(folder, checkpoint.path, options.precision, sha256)
     folder = cache_dir(checkpoint.path, options.precision, sha256)
-    if not (folder / "manifest.json").is_file():
-        log.warning(
-            "compiling %s for ONNX Runtime (%s) into %s: first use only",
-            checkpoint.path,
-            options.precision,
-            folder,
-        )
-        compile_checkpoint(checkpoint, folder, options.precision)
+    # One export at a time per process: the exporter keeps global state, and streams start together.
+    with _compiling:
+        if not (folder / "manifest.json").is_file():
+            log.warning(
+                "compiling %s for ONNX Runtime (%s) into %s: first use only",
+                checkpoint.path,
+                options.precision,
+                folder,
+            )
+            compile_checkpoint(checkpoint, folder, options.precision, replace=False)
     return folder, read_manifest(folder, checkpoint.path, options.precision, sha256)
 
 

@@ -175,6 +175,27 @@ def test_int8_quantises_the_linear_layers_and_still_predicts(text_only, tmp_path
         load_engines(checkpoint, EngineOptions("torch", "int8"))
 
 
+def test_media_sessions_agree_across_backends(tmp_path, cache, espeak_wav):
+    from media_fixtures import face_frame
+
+    path = tiny_checkpoint(tmp_path / "ckpt", ("text", "audio", "visual"))
+    frames = [face_frame(mouth_open=m) for m in (0.0, 0.5, 1.0)]
+    inputs = [
+        UtteranceInput(LINES[0][1], "A", espeak_wav.samples[:32_000], frames),
+        UtteranceInput(LINES[1][1], "B", None, frames[:1]),
+        UtteranceInput(LINES[2][1], "A", espeak_wav.samples[16_000:40_000], None),
+        UtteranceInput(LINES[3][1], "B", None, [np.zeros((120, 160, 3), np.uint8)]),
+    ]
+    results = {}
+    for backend in ("torch", "onnx"):
+        session = load_recognizer(path, backend).new_session(max_context_utterances=3)
+        predictions = [session.add(utterance) for utterance in inputs]
+        results[backend] = np.array([[p.scores[label] for label in EMOTIONS] for p in predictions])
+        assert [p.modalities["audio"] for p in predictions] == [True, False, True, False]
+        assert [p.modalities["visual"] for p in predictions] == [True, True, False, True]
+    assert_same_predictions(results["torch"], results["onnx"])
+
+
 def test_media_extractors_match_torch(tmp_path, cache, espeak_wav):
     checkpoint = load_checkpoint(tiny_checkpoint(tmp_path / "ckpt", ("text", "audio", "visual")))
     compile_checkpoint(checkpoint, tmp_path / "onnx")
