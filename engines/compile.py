@@ -127,6 +127,17 @@ def quantise(file: Path) -> None:
     fp32.unlink()
 
 
+def _shapes(axes: dict[str, dict[int, str]], tensors) -> dict[str, dict]:
+    """name -> dtype and shape, with the dynamic axes named (e.g. ["batch", "tokens"])."""
+    return {
+        name: {
+            "dtype": str(tensor.dtype).removeprefix("torch."),
+            "shape": [dynamic.get(i, size) for i, size in enumerate(tensor.shape)],
+        }
+        for (name, dynamic), tensor in zip(axes.items(), tensors)
+    }
+
+
 def compile_checkpoint(
     checkpoint: Checkpoint, out_dir: str | Path, precision: str = "fp32", replace: bool = True
 ) -> dict:
@@ -146,10 +157,13 @@ def compile_checkpoint(
         quantised = precision == "int8" and spec.name in QUANTISED_GRAPHS
         if quantised:
             quantise(file)
+        with torch.no_grad():
+            outputs = spec.module(*spec.example)
+        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
         graphs[spec.name] = {
             "file": file.name,
-            "inputs": spec.axes["inputs"],
-            "outputs": spec.axes["outputs"],
+            "inputs": _shapes(spec.axes["inputs"], spec.example),
+            "outputs": _shapes(spec.axes["outputs"], outputs),
             "precision": "int8 (MatMul/Gemm weights)" if quantised else "fp32",
         }
     manifest = {

@@ -136,8 +136,11 @@ def test_manifest_names_its_sources_and_other_weights_are_refused(text_only, tmp
     assert manifest["backend"] == "onnx" and manifest["precision"] == "fp32"
     assert manifest["source_sha256"] == source_sha256(checkpoint.path)
     assert set(manifest["versions"]) == {"torch", "onnx", "onnxruntime"} and manifest["opset"] >= 17
-    assert manifest["graphs"]["text"]["inputs"]["input_ids"] == {"0": "batch", "1": "tokens"}
-    assert manifest["graphs"]["fusion"]["inputs"]["text"] == {"0": "batch", "1": "utterances"}
+    text, fusion = manifest["graphs"]["text"], manifest["graphs"]["fusion"]
+    assert text["inputs"]["input_ids"] == {"dtype": "int64", "shape": ["batch", "tokens"]}
+    assert text["outputs"]["vector"]["shape"] == ["batch", 384]
+    assert fusion["inputs"]["text"] == {"dtype": "float32", "shape": ["batch", "utterances", 384]}
+    assert fusion["outputs"]["logits"]["shape"] == ["batch", "utterances", len(EMOTIONS)]
     retrained = load_checkpoint(tiny_checkpoint(tmp_path / "retrained", seed=1))
     options = EngineOptions("onnx", artifacts_dir=str(folder / "onnx"))
     with pytest.raises(CheckpointError, match="other weights") as error:
