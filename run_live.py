@@ -26,6 +26,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--config", help="YAML options (see configs/live.yaml)")
     parser.add_argument("--checkpoint", help="recognizer checkpoint directory (default: the shipped one)")
+    parser.add_argument(
+        "--backend", choices=["torch", "onnx", "auto"], help="recognizer backend (default: auto)"
+    )
     parser.add_argument("--mqtt", help="mqtt://[user:pass@]host:port (default: an embedded broker)")
     parser.add_argument("--topic-prefix", help="first topic level (default: m2fnet)")
     parser.add_argument("--stream-id", help="stream id in topics and messages (default: from the source)")
@@ -126,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
 def _apply_flags(config, args: argparse.Namespace) -> None:
     if args.checkpoint:
         config.checkpoint_dir = args.checkpoint
+    if args.backend:
+        config.engine.backend = args.backend
     if args.mqtt:
         config.mqtt.url = args.mqtt
     if args.topic_prefix:

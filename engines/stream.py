@@ -2,7 +2,8 @@
 
 Each new utterance is encoded once (text, and audio / visual with the checkpoint's own extractors when
 it was trained with them); M2FNet then runs over the last N utterances and the newest row is the
-result. Blocking: the live loop calls `add` from an executor, never the event loop.
+result. The networks run behind engines/engine.py, so the numpy context does not care which backend
+runs them. Blocking: the live loop calls `add` from an executor, never the event loop.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from engines.checkpoint import Checkpoint, check_checkpoint_files, load_checkpoint, load_extractors
+from engines.checkpoint import Checkpoint, check_checkpoint_files, load_checkpoint
+from engines.engine import EngineOptions, Engines, load_engines
 from engines.errors import CheckpointError
 from engines.text_encoder import build_input
 
@@ -47,20 +48,19 @@ class EmotionPrediction:
 class _ContextEntry:
     text: str
     speaker: str
-    text_vector: torch.Tensor
-    features: dict[str, torch.Tensor | None] = field(default_factory=dict)
+    text_vector: np.ndarray
+    features: dict[str, np.ndarray | None] = field(default_factory=dict)
 
 
 class Recognizer:
-    """A loaded causal checkpoint; cheap to share between sessions (weights are read-only)."""
+    """A loaded causal checkpoint and its engines; cheap to share between sessions (read-only weights)."""
 
-    def __init__(self, checkpoint: Checkpoint) -> None:
+    def __init__(self, checkpoint: Checkpoint, engines: Engines) -> None:
         self.checkpoint = checkpoint
+        self.engines = engines
         self.labels = checkpoint.labels
         self.model_id = checkpoint.model_id
         self.modalities = checkpoint.model_config.modalities
-        # Shared by sessions: inference in eval mode only reads the weights.
-        self.extractors = load_extractors(checkpoint)
 
     def new_session(self, max_context_utterances: int = 12) -> RecognizerSession:
         return RecognizerSession(self, max_context_utterances)
@@ -77,27 +77,27 @@ class RecognizerSession:
         # started on first use, in that thread.
         self._frame_preparer: FramePreparer | None = None
 
-    def _media_features(self, utterance: UtteranceInput) -> dict[str, torch.Tensor | None]:
+    def _media_features(self, utterance: UtteranceInput) -> dict[str, np.ndarray | None]:
         """Audio/visual vectors for the modalities the checkpoint uses; None (masked) where the input is
         missing, never a made-up vector."""
-        # Imported here: a text-only checkpoint never loads the media stack (load_extractors neither).
-        from engines.audio_extractor import embed_audio
-        from engines.visual_extractor import FramePreparer, encode_frames
+        # Imported here: a text-only checkpoint never loads the media stack.
+        from engines.media_features import audio_vector, visual_vector
+        from engines.visual_extractor import FramePreparer
 
-        extractors = self.recognizer.extractors
-        out: dict[str, torch.Tensor | None] = {}
-        if "audio" in extractors:
-            audio = None if utterance.audio is None else embed_audio(extractors["audio"], utterance.audio)
-            out["audio"] = None if audio is None else torch.from_numpy(audio)
-        if "visual" in extractors:
+        engines = self.recognizer.engines
+        out: dict[str, np.ndarray | None] = {}
+        if engines.audio is not None:
+            out["audio"] = None if utterance.audio is None else audio_vector(engines.audio, utterance.audio)
+        if engines.visual is not None:
             visual = None
             if utterance.frames:
                 if self._frame_preparer is None:
-                    self._frame_preparer = FramePreparer(extractors["visual"].config)
-                visual = encode_frames(extractors["visual"], utterance.frames, self._frame_preparer)
+                    self._frame_preparer = FramePreparer(engines.visual.config)
+                prepared = self._frame_preparer(utterance.frames)
+                visual = None if prepared is None else visual_vector(engines.visual, prepared)
             # Frames without a face still count, as in training: extraction keeps such a clip with its
             # scene half and a zero face half (face_present is recorded, not used to mask).
-            out["visual"] = None if visual is None else torch.from_numpy(visual.vector)
+            out["visual"] = visual
         return out
 
     def preview(self, utterance: UtteranceInput) -> EmotionPrediction:
@@ -110,9 +110,9 @@ class RecognizerSession:
             self.context.clear()
             self.context.extend(saved)
 
-    @torch.no_grad()
     def add(self, utterance: UtteranceInput) -> EmotionPrediction:
         checkpoint = self.recognizer.checkpoint
+        engines = self.recognizer.engines
         started = time.perf_counter()
         speaker = utterance.speaker or ""
         texts = [e.text for e in self.context] + [utterance.text]
@@ -120,32 +120,29 @@ class RecognizerSession:
         sequence, (start, end) = build_input(
             checkpoint.tokenizer, texts, speakers, len(texts) - 1, checkpoint.text_config
         )
-        ids = torch.tensor([sequence])
-        attention = torch.ones_like(ids)
-        target = torch.zeros_like(ids, dtype=torch.bool)
+        ids = np.array([sequence], dtype=np.int64)
+        target = np.zeros(ids.shape, dtype=bool)
         target[0, start:end] = True
-        hidden = checkpoint.encoder.bottom(ids, attention)
-        vector = checkpoint.encoder.top(hidden, attention, target)[0]
-        media = self._media_features(utterance) if self.recognizer.extractors else {}
+        vector = engines.text.encode(ids, np.ones_like(ids), target)[0]
+        media = self._media_features(utterance) if engines.audio or engines.visual else {}
         self.context.append(_ContextEntry(utterance.text, speaker, vector, media))
         features_ms = (time.perf_counter() - started) * 1000
 
         started = time.perf_counter()
         entries = list(self.context)
         k = len(entries)
-        features = {"text": torch.stack([e.text_vector for e in entries])[None]}
-        present = {"text": torch.ones(1, k, dtype=torch.bool)}
-        valid = torch.ones(1, k, dtype=torch.bool)
+        features = {"text": np.stack([e.text_vector for e in entries])[None]}
+        present = {"text": np.ones((1, k), dtype=bool)}
         for modality in self.recognizer.modalities:
             if modality != "text":
                 dim = checkpoint.model_config.input_dim(modality)
                 rows = [e.features.get(modality) for e in entries]
-                present[modality] = torch.tensor([[r is not None for r in rows]])
-                features[modality] = torch.stack([r if r is not None else torch.zeros(dim) for r in rows])[
-                    None
-                ]
-        logits = checkpoint.network(features, present, valid)[0, -1]
-        probs = torch.softmax(logits, dim=-1).tolist()
+                present[modality] = np.array([[r is not None for r in rows]])
+                features[modality] = np.stack(
+                    [r if r is not None else np.zeros(dim, np.float32) for r in rows]
+                )[None]
+        logits = engines.fusion.logits(features, present, np.ones((1, k), dtype=bool))[0, -1]
+        probs = softmax(logits.astype(np.float64)).tolist()
         fusion_ms = (time.perf_counter() - started) * 1000
         best = max(range(len(probs)), key=probs.__getitem__)
         used = {m: bool(present[m][0, -1]) if m in present else False for m in ("text", "audio", "visual")}
@@ -158,6 +155,11 @@ class RecognizerSession:
         )
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
 def checkpoint_path(checkpoint_dir: str | Path | None = None) -> Path:
     """The checkpoint directory to use (default: the one shipped in models/), checked cheaply."""
     path = Path(checkpoint_dir) if checkpoint_dir else SHIPPED_CHECKPOINT
@@ -165,8 +167,14 @@ def checkpoint_path(checkpoint_dir: str | Path | None = None) -> Path:
     return path
 
 
-def load_recognizer(checkpoint_dir: str | Path | None = None) -> Recognizer:
-    """Loads a causal checkpoint (default: the one shipped in models/)."""
+def load_recognizer(
+    checkpoint_dir: str | Path | None = None,
+    backend: str = "torch",
+    precision: str = "fp32",
+    artifacts_dir: str | None = None,
+) -> Recognizer:
+    """Loads a causal checkpoint (default: the one shipped in models/) on `backend` (torch|onnx|auto);
+    the other arguments are those of `EngineOptions`."""
     path = checkpoint_path(checkpoint_dir)
     checkpoint = load_checkpoint(path)
     if not checkpoint.model_config.causal or checkpoint.text_config.future_utterances:
@@ -174,4 +182,4 @@ def load_recognizer(checkpoint_dir: str | Path | None = None) -> Recognizer:
             f"checkpoint {path}: not causal (it reads future utterances); live use needs a model "
             "trained with configs/causal.yaml"
         )
-    return Recognizer(checkpoint)
+    return Recognizer(checkpoint, load_engines(checkpoint, EngineOptions(backend, precision, artifacts_dir)))

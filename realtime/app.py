@@ -186,7 +186,10 @@ async def _load_models(config: LiveConfig):
     torch.set_num_threads(1)
     loop = asyncio.get_running_loop()
     transcriber = loop.run_in_executor(None, Transcriber, config.asr)
-    recognizer = loop.run_in_executor(None, load_recognizer, config.checkpoint_dir)
+    engine = config.engine
+    recognizer = loop.run_in_executor(
+        None, load_recognizer, config.checkpoint_dir, engine.backend, engine.precision, engine.artifacts_dir
+    )
     return tuple(await asyncio.gather(transcriber, recognizer))
 
 

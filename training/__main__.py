@@ -39,13 +39,29 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--checkpoint", required=True)
     evaluate.add_argument("--data", required=True)
     evaluate.add_argument("--report", help="JSON report path; a confusion-matrix PNG is saved beside it")
+    _add_backend_arguments(evaluate)
     predict = commands.add_parser("predict", help="one JSON line per utterance")
     predict.add_argument("--checkpoint", required=True)
     predict.add_argument("--data", required=True)
     predict.add_argument("--out", required=True, help="JSONL output path")
+    _add_backend_arguments(predict)
     add_extract_parser(commands)
     add_pretrain_extractor_parser(commands)
     return parser
+
+
+def _add_backend_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--backend",
+        choices=["torch", "onnx", "auto"],
+        default="torch",
+        help="what runs the networks: eager torch, ONNX Runtime (compiled on first use), or auto "
+        "(onnx when installed)",
+    )
+    command.add_argument("--precision", choices=["fp32", "int8"], default="fp32", help="int8: onnx only")
+    command.add_argument(
+        "--artifacts", help="onnx graphs made by `python -m engines compile --out DIR` (default: the cache)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,18 +152,33 @@ def _media_features(args, config) -> tuple[dict, dict, dict[str, str]]:
 
 
 def _load(args):
+    """-> checkpoint and a `DialoguePrediction` per dialogue, through the chosen backend."""
+    import time
+
     import torch
 
     from engines.checkpoint import load_checkpoint
+    from engines.engine import EngineOptions, load_engines
     from training.data import check_labels, load_dialogues
-    from training.train import encode_for_checkpoint, predict_probabilities
+    from training.engine_predict import PredictionTiming, predict_dialogues
 
     torch.set_num_threads(1)
     checkpoint = load_checkpoint(args.checkpoint)
     dialogues = load_dialogues(args.data)
     check_labels(dialogues, checkpoint.labels, args.data)
-    encoded = encode_for_checkpoint(checkpoint, dialogues, _media_vectors(checkpoint, args.data, dialogues))
-    return checkpoint, encoded, predict_probabilities(checkpoint.encoder, checkpoint.network, encoded)
+    engines = load_engines(checkpoint, EngineOptions(args.backend, args.precision, args.artifacts))
+    vectors = _media_vectors(checkpoint, args.data, dialogues)
+    timing, started = PredictionTiming(), time.perf_counter()
+    predictions = predict_dialogues(engines, checkpoint, dialogues, vectors, timing=timing)
+    log.info(
+        "backend %s %s: %.1f s (text %.1f s, fusion %.2f s)",
+        engines.backend,
+        engines.precision,
+        time.perf_counter() - started,
+        timing.text_s,
+        timing.fusion_s,
+    )
+    return checkpoint, predictions
 
 
 def _media_vectors(checkpoint, data: str, dialogues) -> dict | None:
@@ -169,9 +200,9 @@ def _media_vectors(checkpoint, data: str, dialogues) -> dict | None:
 def run_evaluate(args) -> int:
     from training.metrics import classification_report, save_confusion_matrix
 
-    checkpoint, encoded, probs = _load(args)
-    truth = [int(x) for d in encoded for x in d.labels]
-    predicted = [int(x) for p in probs for x in p.argmax(-1)]
+    checkpoint, predictions = _load(args)
+    truth = [int(x) for p in predictions for x in p.labels]
+    predicted = [int(x) for p in predictions for x in p.probabilities.argmax(-1)]
     report = classification_report(truth, predicted, checkpoint.labels)
     print(
         f"weighted_f1 {report['weighted_f1']:.2f}  accuracy {report['accuracy']:.2f}  "
@@ -191,12 +222,12 @@ def run_evaluate(args) -> int:
 
 
 def run_predict(args) -> int:
-    checkpoint, encoded, probs = _load(args)
+    checkpoint, predictions = _load(args)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w") as handle:
-        for dialogue, p in zip(encoded, probs):
-            for utterance, row in zip(dialogue.dialogue.utterances, p.tolist()):
+        for prediction in predictions:
+            for utterance, row in zip(prediction.dialogue.utterances, prediction.probabilities.tolist()):
                 record = {
                     "dialogue_id": utterance.dialogue_id,
                     "utterance_id": utterance.utterance_id,
@@ -206,7 +237,7 @@ def run_predict(args) -> int:
                     "probabilities": {label: round(v, 6) for label, v in zip(checkpoint.labels, row)},
                 }
                 handle.write(json.dumps(record) + "\n")
-    print(f"wrote {sum(len(d.states) for d in encoded)} predictions -> {out}")
+    print(f"wrote {sum(len(p.labels) for p in predictions)} predictions -> {out}")
     return 0
 
 
