@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from engines.yaml_config import build_dataclass
+from realtime.batching import BatchingOptions
 from realtime.capture import CaptureOptions
 from realtime.pipeline import PipelineOptions
 from realtime.publish import MqttOptions
@@ -20,6 +21,9 @@ _RANGES: dict[str, tuple[float, float]] = {
     "pipeline.utterance_queue_size": (1, 10_000),
     "mqtt.qos": (0, 2),
     "mqtt.outbox_max_messages": (1, 10_000_000),
+    "batching.window_ms": (0.0, 10_000.0),
+    "batching.max_batch_utterances": (1, 256),
+    "batching.max_waiting": (1, 100_000),
     "vad.threshold": (0.0, 1.0),
     "vad.max_utterance_s": (0.5, 3600.0),
 }
@@ -40,6 +44,8 @@ class LiveConfig:
     pipeline: PipelineOptions = field(default_factory=PipelineOptions)
     """Context size (`max_context_utterances`) and queue bounds."""
     mqtt: MqttOptions = field(default_factory=MqttOptions)
+    batching: BatchingOptions = field(default_factory=BatchingOptions)
+    """How utterances of several streams share Whisper calls (one process, many streams)."""
     checkpoint_dir: str | None = None
     """Recognizer checkpoint directory; None uses the one shipped in models/."""
     stream_id: str | None = None

@@ -17,7 +17,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -94,8 +94,13 @@ class Pipeline:
         make_input: Callable[[SpeechSegment, Transcript], Any],
         sinks: list[ResultSink],
         options: PipelineOptions | None = None,
+        emotion_executor: Executor | None = None,
     ) -> None:
-        """`make_input(segment, transcript)` builds the recognizer's input (`engines.stream.UtteranceInput`)."""
+        """`make_input(segment, transcript)` builds the recognizer's input (`engines.stream.UtteranceInput`).
+
+        `emotion_executor`: a single-thread executor shared by the streams of one process, so their
+        recognizer calls take turns on one core instead of competing; None gives this stream its own.
+        """
         self.stream_id = stream_id
         self.model_id = model_id
         self.options = options or PipelineOptions()
@@ -111,7 +116,10 @@ class Pipeline:
             self.options.utterance_queue_size
         )
         self._asr_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"asr-{stream_id}")
-        self._emotion_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"emotion-{stream_id}")
+        self._own_emotion_pool = emotion_executor is None
+        self._emotion_pool = emotion_executor or ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"emotion-{stream_id}"
+        )
         self._stop = asyncio.Event()
         self._aborted = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -147,7 +155,8 @@ class Pipeline:
                 raise
         finally:
             self._asr_pool.shutdown(wait=False, cancel_futures=True)
-            self._emotion_pool.shutdown(wait=False, cancel_futures=True)
+            if self._own_emotion_pool:
+                self._emotion_pool.shutdown(wait=False, cancel_futures=True)
         return self.metrics
 
     async def _capture(self) -> None:

@@ -10,11 +10,13 @@ from realtime.messages import EmotionResult, format_console_line
 class ConsoleSink:
     """One readable line per result (stdout, or stderr when stdout carries JSON lines)."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, prefix: str = "") -> None:
+        """`prefix` starts every line (the stream id when one process serves several)."""
         self._stream = stream
+        self._prefix = prefix
 
     def emit(self, result: EmotionResult) -> None:
-        print(format_console_line(result), file=self._stream, flush=True)
+        print(self._prefix + format_console_line(result), file=self._stream, flush=True)
 
 
 class JsonlSink:

@@ -166,6 +166,84 @@ class Transcriber:
             filtered=reason,
         )
 
+    def transcribe_batch(self, batch: list[np.ndarray]) -> list[Transcript]:
+        """`transcribe` of several utterances (e.g. from several streams) with one encoder and one
+        decoder call.
+
+        Each utterance is cut to its own length and the batch padded to the longest short window in
+        it (more trailing silence than asked never hurt, see the module docstring). Utterances that
+        need another path (longer than 30 s, too short, no short window, another language, one alone)
+        and short-window results that repeat themselves or look unsure go through `transcribe`.
+        """
+        started = time.perf_counter()
+        audios = [np.asarray(samples, dtype=np.float32).reshape(-1) for samples in batch]
+        windows = [self._window_frames(len(audio) // _HOP_SAMPLES) for audio in audios]
+        batched = [
+            i
+            for i, (audio, window) in enumerate(zip(audios, windows))
+            if len(audio) >= _HOP_SAMPLES and window < FULL_WINDOW_FRAMES
+        ]
+        results: list[Transcript | None] = [None] * len(audios)
+        if len(batched) > 1 and self.options.language is not None:
+            decoded = self._decode_batch([audios[i] for i in batched], max(windows[i] for i in batched))
+            batch_ms = (time.perf_counter() - started) * 1000
+            for i, (text, no_speech, log_prob, ratio) in zip(batched, decoded):
+                repeats = ratio > self.options.compression_ratio_threshold or _repeats_phrase(text)
+                if repeats or log_prob < self.options.log_prob_threshold:
+                    continue  # redone alone below, with the full-window fall-back
+                reason = silence_reason(text, no_speech, log_prob, self.options, self._phrases)
+                results[i] = Transcript(
+                    text="" if reason else text,
+                    language=self.options.language,
+                    no_speech_prob=no_speech,
+                    asr_ms=batch_ms,
+                    avg_logprob=log_prob,
+                    filtered=reason,
+                )
+        for i, audio in enumerate(audios):
+            if results[i] is None:
+                results[i] = self.transcribe(audio)
+        return [r for r in results if r is not None]
+
+    def _decode_batch(self, audios: list[np.ndarray], window: int) -> list[tuple[str, float, float, float]]:
+        """Greedy decoding of several utterances padded to `window` frames: (text, no_speech_prob,
+        avg_logprob, compression_ratio) each, computed as faster-whisper's `generate_with_fallback` does."""
+        from faster_whisper.transcribe import get_compression_ratio
+
+        model = self._model
+        features = np.stack(
+            [
+                np.pad(f, ((0, 0), (0, window - f.shape[-1])))
+                for f in (model.feature_extractor(audio)[:, :-1] for audio in audios)
+            ]
+        )
+        encoded = model.encode(features)
+        tokenizer = self._tokenizer(self.options.language or "en")
+        prompt = model.get_prompt(tokenizer, [], without_timestamps=True)
+        options = self._decode_options
+        results = model.model.generate(
+            encoded,
+            [prompt] * len(audios),
+            beam_size=options.beam_size,
+            patience=options.patience,
+            length_penalty=options.length_penalty,
+            repetition_penalty=options.repetition_penalty,
+            no_repeat_ngram_size=options.no_repeat_ngram_size,
+            max_length=model.max_length,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=options.suppress_blank,
+            suppress_tokens=options.suppress_tokens,
+            max_initial_timestamp_index=round(options.max_initial_timestamp / model.time_precision),
+        )
+        out = []
+        for result in results:
+            tokens = result.sequences_ids[0]
+            log_prob = result.scores[0] * (len(tokens) ** options.length_penalty) / (len(tokens) + 1)
+            text = tokenizer.decode(tokens).strip()
+            out.append((text, float(result.no_speech_prob), float(log_prob), get_compression_ratio(text)))
+        return out
+
     def _window_frames(self, frames: int) -> int:
         if not self.options.short_window:
             return max(frames, FULL_WINDOW_FRAMES)
