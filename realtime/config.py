@@ -71,12 +71,17 @@ def load_live_config(path: str | Path | None) -> LiveConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"config {path}: expected a mapping of sections at the top level")
     config = build_dataclass(LiveConfig, data, f"config {path}", ConfigError)
+    check_ranges(config, f"config {path}")
+    return config
+
+
+def check_ranges(config: LiveConfig, where: str) -> None:
+    """`ConfigError` starting with `where` for the first setting outside its bounds."""
     for name, (low, high) in _RANGES.items():
         section, key = name.split(".")
         value = getattr(getattr(config, section), key)
         if not low <= value <= high:
-            raise ConfigError(f"config {path}: '{name}' must be between {low} and {high}, got {value!r}")
-    return config
+            raise ConfigError(f"{where}: '{name}' must be between {low} and {high}, got {value!r}")
 
 
 def _first_line(exc: Exception) -> str:

@@ -125,6 +125,7 @@ class Pipeline:
         self._tasks: list[asyncio.Task[None]] = []
         self._next_utterance_id = 1
         self._started = 0.0
+        self._source_error: Exception | None = None
 
     def stop(self) -> None:
         """Stop capturing; finish and publish what was already heard (graceful)."""
@@ -141,7 +142,8 @@ class Pipeline:
             task.cancel()
 
     async def run(self) -> PipelineMetrics:
-        """Run until the source ends or `stop()`; every stage error propagates (capture errors first)."""
+        """Run until the source ends or `stop()`; every stage error propagates. A source error is raised
+        once what was captured before it has been published."""
         self._started = time.perf_counter()
         self._tasks = [
             asyncio.create_task(self._capture(), name=f"capture-{self.stream_id}"),
@@ -157,6 +159,8 @@ class Pipeline:
             self._asr_pool.shutdown(wait=False, cancel_futures=True)
             if self._own_emotion_pool:
                 self._emotion_pool.shutdown(wait=False, cancel_futures=True)
+        if self._source_error is not None:
+            raise self._source_error
         return self.metrics
 
     async def _capture(self) -> None:
@@ -173,6 +177,11 @@ class Pipeline:
                 try:
                     item = next_item.result()
                 except StopAsyncIteration:
+                    break
+                except Exception as exc:  # noqa: BLE001 (any source failure: the stream ends)
+                    # A failed source (lost device, corrupt file) ends the stream like its end would:
+                    # what was heard is still processed, then `run()` raises the error.
+                    self._source_error = exc
                     break
                 if isinstance(item, VideoFrame):
                     self.metrics.video_frames += 1

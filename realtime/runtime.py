@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Self, TextIO, TypeVar
@@ -26,7 +26,7 @@ from realtime.capture import DeviceError, MediaError
 from realtime.config import LiveConfig
 from realtime.frames import SpeechSegment, Transcript
 from realtime.metrics import PipelineMetrics
-from realtime.pipeline import EmotionSession, MediaSource, Pipeline, ResultSink
+from realtime.pipeline import EmotionSession, MediaSource, Pipeline, ResultSink, Segmenter
 from realtime.publish import (
     BrokerAddress,
     MqttPublisher,
@@ -36,7 +36,7 @@ from realtime.publish import (
     parse_mqtt_url,
 )
 from realtime.sinks import ConsoleSink, JsonlSink
-from realtime.vad import VadSegmenter
+from realtime.vad import VadOptions, VadSegmenter
 
 logger = logging.getLogger(__name__)
 
@@ -112,11 +112,13 @@ class Runtime:
         label_console: bool = False,
         node_id: str | None = None,
         models: Models | None = None,
+        make_segmenter: Callable[[VadOptions], Segmenter] = VadSegmenter,
+        make_input: Callable[[SpeechSegment, Transcript], Any] = utterance_input,
         handle_signals: bool = True,
     ) -> None:
         """`label_console` starts console lines with the stream id (several streams). `node_id` names
         the process-level `<prefix>/<node>/available` that carries the last will (see `MqttPublisher`).
-        `models` replaces `load_models` (tests inject stand-ins)."""
+        `models`, `make_segmenter` and `make_input` replace the real stages (a test harness)."""
         self.config = config
         self.models = models
         self.broker_url = ""
@@ -126,6 +128,8 @@ class Runtime:
         self._label_console = label_console
         self._node_id = node_id
         self._handle_signals = handle_signals
+        self._make_segmenter = make_segmenter
+        self._make_input = make_input
         self._broker: EmbeddedBroker | None = None
         self._publisher: MqttPublisher | None = None
         self._batcher: BatchingTranscriber | None = None
@@ -182,7 +186,7 @@ class Runtime:
             sinks.append(ConsoleSink(self._console, prefix=f"{stream_id} " if self._label_console else ""))
         if self._jsonl is not None:
             sinks.append(self._jsonl)
-        segmenter = await asyncio.to_thread(VadSegmenter, config.vad)
+        segmenter = await asyncio.to_thread(self._make_segmenter, config.vad)
         pipeline = Pipeline(
             stream_id=stream_id,
             model_id=self.models.recognizer.model_id,
@@ -190,7 +194,7 @@ class Runtime:
             segmenter=segmenter,
             transcriber=self._batcher,
             session=self.models.recognizer.new_session(config.pipeline.max_context_utterances),
-            make_input=utterance_input,
+            make_input=self._make_input,
             sinks=sinks,
             options=config.pipeline,
             emotion_executor=self._emotion_pool,
@@ -251,7 +255,9 @@ class Runtime:
             else:
                 logger.exception("stream %s failed", stream.stream_id)
         finally:
-            stream.source.close()
+            close = getattr(stream.source, "close", None)
+            if close is not None:  # release a device as soon as its own stream ends
+                close()
             stream.channel.close()
             self._active -= 1
             if self._batcher is not None:
