@@ -43,6 +43,22 @@ class FailingSource(ListSource):
         raise MediaError("cannot decode media file 'broken.mp4': Invalid data found")
 
 
+class ReconnectingSource(ListSource):
+    """Reports a lost and regained connection halfway, as `realtime.network.NetworkSource` does."""
+
+    def __init__(self, items: list[AudioChunk]) -> None:
+        super().__init__(items)
+        self.on_status = None
+
+    async def stream(self):
+        async for item in super().stream():
+            if self.on_status is not None and item.start_s == self.items[len(self.items) // 2].start_s:
+                self.on_status("source_lost")
+                await asyncio.sleep(0.05)
+                self.on_status("online")
+            yield item
+
+
 class BatchAsr:
     """`transcribe_batch` naming each segment by stream and first chunk; records the batch sizes."""
 
@@ -108,7 +124,7 @@ def three_streams() -> dict:
             await ready.wait()
             await runtime.add_stream(ListSource(stream_chunks(1, 40)), "one")
             await runtime.add_stream(FailingSource(stream_chunks(2, 25)), "two")
-            await runtime.add_stream(ListSource(stream_chunks(3, 40)), "three")
+            await runtime.add_stream(ReconnectingSource(stream_chunks(3, 40)), "three")
             reports = await runtime.wait()
         await asyncio.sleep(0.3)
         subscriber.cancel()
@@ -178,6 +194,8 @@ def test_availability_of_the_process_and_of_each_stream(three_streams: dict) -> 
     for stream in ("one", "two", "three"):
         status = [p for t, p in messages if t == f"m2fnet/{stream}/status"]
         available = [p for t, p in messages if t == f"m2fnet/{stream}/available"]
-        assert status == ["online", "offline"] and available == ["online", "offline"], (stream, messages)
+        lost = ["source_lost", "online"] if stream == "three" else []
+        assert status == ["online", *lost, "offline"], (stream, messages)
+        assert available == ["online", "offline"], (stream, messages)
     published = [json.loads(p)["stream_id"] for t, p in messages if t.endswith("/utterance")]
     assert sorted(published) == sorted(r["stream_id"] for r in three_streams["results"])
