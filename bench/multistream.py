@@ -41,6 +41,8 @@ def worker(n: int, clips: list[str], args: argparse.Namespace) -> dict:
         config.batching.window_ms = args.batch_window_ms
     if args.max_batch is not None:
         config.batching.max_batch_utterances = args.max_batch
+    if args.encoder_workers is not None:
+        config.asr.encoder_workers = args.encoder_workers
     config.capture.realtime = config.pipeline.realtime = True
     config.mqtt.node_id = "bench"
     specs = [StreamSpec(clips[i % len(clips)], f"s{i}", config) for i in range(n)]
@@ -51,6 +53,9 @@ def worker(n: int, clips: list[str], args: argparse.Namespace) -> dict:
     return {
         "samples_ms": [v for r in reports for v in r.pipeline.segment_to_publish.recent_ms],
         "asr_ms": [v for r in reports for v in r.pipeline.asr.recent_ms],
+        "emotion_ms": [
+            f + u for r in reports for f, u in zip(r.pipeline.features.recent_ms, r.pipeline.fusion.recent_ms)
+        ],
         "results": sum(r.pipeline.results for r in reports),
         "segments": sum(r.pipeline.segments for r in reports),
         "dropped": sum(r.pipeline.segments_dropped for r in reports),
@@ -67,6 +72,7 @@ def spawn(n: int, clips: list[str], args: argparse.Namespace) -> subprocess.Pope
         ("--config", args.config),
         ("--batch-window-ms", args.batch_window_ms),
         ("--max-batch", args.max_batch),
+        ("--encoder-workers", args.encoder_workers),
     ):
         if value is not None:
             command += [flag, str(value)]
@@ -83,6 +89,7 @@ def collect(processes: list[subprocess.Popen[str]]) -> dict:
     return {
         "samples_ms": [v for r in runs for v in r["samples_ms"]],
         "asr_ms": [v for r in runs for v in r["asr_ms"]],
+        "emotion_ms": [v for r in runs for v in r["emotion_ms"]],
         "results": sum(r["results"] for r in runs),
         "segments": sum(r["segments"] for r in runs),
         "dropped": sum(r["dropped"] for r in runs),
@@ -98,9 +105,10 @@ def row(label: str, n: int, run: dict) -> str:
 
     samples = np.array(run["samples_ms"] or [float("nan")])
     asr = np.array(run["asr_ms"] or [float("nan")])
+    emotion = np.array(run["emotion_ms"] or [float("nan")])
     return (
         f"{label:<10}{n:>4}{np.percentile(samples, 50):>9.0f}{np.percentile(samples, 95):>9.0f}"
-        f"{np.percentile(asr, 50):>9.0f}{run['results']:>7}{run['dropped']:>8}"
+        f"{np.percentile(asr, 50):>9.0f}{np.percentile(emotion, 50):>9.0f}{run['results']:>7}{run['dropped']:>8}"
         f"{run['cpu_s'] / run['wall_s']:>8.2f}{run['rss_mib']:>10.0f}"
         + (f"  errors: {run['errors']}" if run["errors"] else "")
     )
@@ -116,6 +124,7 @@ def main() -> int:
     parser.add_argument(
         "--max-batch", type=int, help="override batching.max_batch_utterances (1: no batching)"
     )
+    parser.add_argument("--encoder-workers", type=int, help="override asr.encoder_workers")
     parser.add_argument("--no-demo", action="store_true", help="only the clips given")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -126,7 +135,7 @@ def main() -> int:
         return 0
     print(f"cpu cores: {os.cpu_count()}  load before: {os.getloadavg()[0]:.2f}  clips: {', '.join(clips)}")
     print(
-        f"{'mode':<10}{'N':>4}{'p50 ms':>9}{'p95 ms':>9}{'asr p50':>9}{'utts':>7}{'dropped':>8}{'CPU':>8}{'RSS MiB':>10}"
+        f"{'mode':<10}{'N':>4}{'p50 ms':>9}{'p95 ms':>9}{'asr p50':>9}{'emo p50':>9}{'utts':>7}{'dropped':>8}{'CPU':>8}{'RSS MiB':>10}"
     )
     for n in args.n:
         print(row("one-proc", n, collect([spawn(n, clips, args)])), flush=True)

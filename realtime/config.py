@@ -26,6 +26,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "batching.max_waiting": (1, 100_000),
     "vad.threshold": (0.0, 1.0),
     "vad.max_utterance_s": (0.5, 3600.0),
+    "asr.encoder_workers": (1, 64),
 }
 """Bounds of the settings whose bad values would otherwise fail deep inside a component."""
 

@@ -21,6 +21,7 @@ import re
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -74,6 +75,8 @@ class AsrOptions:
     """CTranslate2 weight type; int8 is the fastest on CPU."""
     cpu_threads: int = 1
     """Threads for Whisper; the VAD and the recognizer need the other cores."""
+    encoder_workers: int = 1
+    """Utterances of one batch (several streams) encoded at once, each on `cpu_threads` threads."""
     beam_size: int = 1
     """1 = greedy decoding, deterministic and the fastest."""
     language: str | None = "en"
@@ -118,8 +121,14 @@ class Transcriber:
             device="cpu",
             compute_type=self.options.compute_type,
             cpu_threads=self.options.cpu_threads,
+            num_workers=self.options.encoder_workers,
         )
         self._tokenizers: dict[str, Tokenizer] = {}
+        self._encoders = (
+            ThreadPoolExecutor(self.options.encoder_workers, thread_name_prefix="asr-encode")
+            if self.options.encoder_workers > 1
+            else None
+        )
         default_tokenizer = self._tokenizer(self.options.language or "en")
         self._decode_options = _decode_options(self.options, get_suppressed_tokens(default_tokenizer, [-1]))
         self._phrases = {_normalise(p) for p in self.options.hallucination_phrases}
@@ -212,17 +221,19 @@ class Transcriber:
         from faster_whisper.transcribe import get_compression_ratio
 
         model = self._model
+
         # Encoded one by one, decoded together: here (1 thread, tiny.en, 10 s windows) encoding k
         # windows in one call cost more than k single calls (8: 1,502 ms against 8 x 116 ms), while
         # greedy decoding shares well (8: 409 ms against 8 x 134 ms). bench/asr_batching.py.
-        encoded = ctranslate2.StorageView.from_array(
-            np.concatenate(
-                [
-                    np.asarray(model.encode(np.pad(f, ((0, 0), (0, window - f.shape[-1])))))
-                    for f in (model.feature_extractor(audio)[:, :-1] for audio in audios)
-                ]
-            )
-        )
+        def encode(audio: np.ndarray) -> np.ndarray:
+            features = model.feature_extractor(audio)[:, :-1]
+            return np.asarray(model.encode(np.pad(features, ((0, 0), (0, window - features.shape[-1])))))
+
+        if self._encoders is None:
+            encoded = [encode(audio) for audio in audios]
+        else:
+            encoded = list(self._encoders.map(encode, audios))
+        encoded = ctranslate2.StorageView.from_array(np.concatenate(encoded))
         tokenizer = self._tokenizer(self.options.language or "en")
         prompt = model.get_prompt(tokenizer, [], without_timestamps=True)
         options = self._decode_options
