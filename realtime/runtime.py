@@ -89,15 +89,18 @@ def utterance_input(segment: SpeechSegment, transcript: Transcript) -> Any:
     )
 
 
-def load_models(config: LiveConfig) -> Models:
-    """Whisper and the recognizer (blocking: call it from a worker thread)."""
+async def load_models(config: LiveConfig) -> Models:
+    """Whisper and the recognizer, loaded side by side in worker threads."""
     import torch
 
     from engines.stream import load_recognizer
     from realtime.transcribe import Transcriber
 
     torch.set_num_threads(1)
-    return Models(Transcriber(config.asr), load_recognizer(config.checkpoint_dir))
+    transcriber, recognizer = await asyncio.gather(
+        asyncio.to_thread(Transcriber, config.asr), asyncio.to_thread(load_recognizer, config.checkpoint_dir)
+    )
+    return Models(transcriber, recognizer)
 
 
 class Runtime:
@@ -163,7 +166,7 @@ class Runtime:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self._on_signal)
         if self.models is None:
-            self.models = await self._unless_stopped(asyncio.to_thread(load_models, self.config))
+            self.models = await self._unless_stopped(load_models(self.config))
             if self.models is None:
                 logger.info("stopped before the models were loaded")
                 return
