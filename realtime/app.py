@@ -112,7 +112,7 @@ async def run_stream(
 
 
 def _is_device(source: str) -> bool:
-    return source in ("mic", "live", "webcam") or source.startswith("webcam:")
+    return source in ("mic", "live", "webcam") or source.startswith(("webcam:", "mic:"))
 
 
 @contextlib.contextmanager

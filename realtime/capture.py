@@ -345,7 +345,7 @@ class _FrameRateLimiter:
 
 
 def open_source(spec: str, options: CaptureOptions | None = None) -> Source:
-    """`mic`, `webcam`, `webcam:INDEX`, `live`, `demo` (the bundled clip), a media file path, or a
+    """`mic`, `mic:INDEX|NAME`, `webcam`, `webcam:INDEX`, `live`, `demo` (the bundled clip), a media file, a
     network stream (`rtsp://`, `rtmp://`, `http(s)://`, see `realtime.network`).
 
     The keywords win over files of the same name: write `./mic` for a file called `mic`.
@@ -358,8 +358,8 @@ def open_source(spec: str, options: CaptureOptions | None = None) -> Source:
         from realtime.network import NetworkSource
 
         return NetworkSource(spec, options)
-    if spec == "mic":
-        return MicrophoneSource(options)
+    if spec == "mic" or spec.startswith("mic:"):
+        return MicrophoneSource(options, spec.partition(":")[2] or None)
     if spec == "live":
         return LiveSource(options)
     if spec == "webcam" or spec.startswith("webcam:"):

@@ -51,12 +51,25 @@ def fake_pyaudio(pace_s: float = 0.002, overflow_every: int = 0) -> types.Module
     module.paFloat32, module.paInputOverflow, module.paContinue = 1, 2, 0
     streams: list[FakeInputStream] = []
 
+    devices = [
+        {"index": 0, "name": "HDMI output", "maxInputChannels": 0},
+        {"index": 1, "name": "fake card", "maxInputChannels": 1},
+        {"index": 2, "name": "USB headset mic", "maxInputChannels": 1},
+    ]
+
     class PyAudio:
         def get_default_input_device_info(self) -> dict:
-            return {"index": 0, "name": "fake card"}
+            return devices[1]
 
-        def open(self, *, stream_callback, **_kwargs) -> FakeInputStream:
+        def get_device_count(self) -> int:
+            return len(devices)
+
+        def get_device_info_by_index(self, index: int) -> dict:
+            return devices[index]
+
+        def open(self, *, stream_callback, input_device_index: int, **_kwargs) -> FakeInputStream:
             streams.append(FakeInputStream(stream_callback, pace_s, overflow_every))
+            streams[-1].device = input_device_index
             return streams[-1]
 
         def terminate(self) -> None:
@@ -134,7 +147,7 @@ def test_slow_consumer_drops_the_oldest_audio_and_counts_it(monkeypatch: pytest.
 def test_camera_frames_are_downscaled_rgb_and_capped_in_rate(monkeypatch: pytest.MonkeyPatch) -> None:
     import cv2
 
-    monkeypatch.setattr(cv2, "VideoCapture", lambda index: FakeCapture(index, pace_s=0.01))
+    monkeypatch.setattr(cv2, "VideoCapture", lambda index: FakeCapture(index, frames=1000, pace_s=0.01))
     camera = WebcamSource(0, CaptureOptions(video_fps=20.0, max_frame_width_px=640))
     frames = asyncio.run(take(camera, 10))
     assert all(f.rgb.shape == (360, 640, 3) for f in frames)
@@ -173,3 +186,16 @@ def test_live_keeps_audio_and_video_in_step(monkeypatch: pytest.MonkeyPatch) -> 
             latest_audio_s = item.end_s
         else:
             assert abs(item.time_s - latest_audio_s) < 0.25, (item.time_s, latest_audio_s)
+
+
+def test_microphone_by_index_or_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    from realtime.capture import open_source
+
+    pyaudio = fake_pyaudio()
+    monkeypatch.setitem(sys.modules, "pyaudio", pyaudio)
+    for spec, device in (("mic", 1), ("mic:2", 2), ("mic:headset", 2)):
+        source = open_source(spec, CaptureOptions())
+        assert isinstance(source, MicrophoneSource) and pyaudio.streams[-1].device == device
+        source.close()
+    with pytest.raises(DeviceError, match=r"'mic:0' \(inputs: 1: fake card, 2: USB headset mic\)"):
+        open_source("mic:0", CaptureOptions())
