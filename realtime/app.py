@@ -24,13 +24,13 @@ from realtime.config import LiveConfig
 from realtime.metrics import PipelineMetrics
 from realtime.pipeline import MediaSource
 from realtime.publish import PublisherMetrics
-from realtime.runtime import Runtime, StreamReport
+from realtime.runtime import Runtime, StreamReport, utterance_input
 
 logger = logging.getLogger(__name__)
 
 _TOPIC_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
-__all__ = ["StreamReport", "StreamSpec", "default_stream_id", "run_stream", "serve"]
+__all__ = ["StreamReport", "StreamSpec", "default_stream_id", "run_stream", "serve", "utterance_input"]
 
 
 @dataclass(slots=True)
