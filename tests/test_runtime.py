@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
+import signal
 import threading
 from dataclasses import dataclass, field
 
@@ -199,3 +201,45 @@ def test_availability_of_the_process_and_of_each_stream(three_streams: dict) -> 
         assert available == ["online", "offline"], (stream, messages)
     published = [json.loads(p)["stream_id"] for t, p in messages if t.endswith("/utterance")]
     assert sorted(published) == sorted(r["stream_id"] for r in three_streams["results"])
+
+
+def run_until_signals(signals: int) -> tuple[list, FakeRecognizer]:
+    """Three endless streams; after a few results each, send SIGTERM `signals` times to this process."""
+    recognizer = FakeRecognizer()
+    jsonl = io.StringIO()
+
+    async def scenario() -> list:
+        config = LiveConfig()
+        runtime = Runtime(
+            config,
+            jsonl=jsonl,
+            models=Models(BatchAsr(delay_s=0.05), recognizer),
+            make_segmenter=lambda _options: EveryNChunks(10),
+            make_input=make_input,
+        )
+        async with runtime:
+            for number in (1, 2, 3):
+                await runtime.add_stream(ListSource(stream_chunks(number, 5), forever=True), f"s{number}")
+            while jsonl.getvalue().count("\n") < 6:
+                await asyncio.sleep(0.01)
+            for _ in range(signals):
+                os.kill(os.getpid(), signal.SIGTERM)
+                await asyncio.sleep(0)
+            async with asyncio.timeout(30):
+                return await runtime.wait()
+
+    return asyncio.run(scenario()), recognizer
+
+
+def test_sigterm_drains_every_stream() -> None:
+    reports, recognizer = run_until_signals(1)
+    assert [r.stream_id for r in reports] == ["s1", "s2", "s3"]
+    for report, session in zip(reports, recognizer.sessions):
+        assert report.error is None
+        # Graceful: every segment cut, including the one the VAD held at the signal, was published.
+        assert report.pipeline.results == report.pipeline.segments == len(session.seen) > 0
+
+
+def test_a_second_signal_aborts_every_stream() -> None:
+    reports, _ = run_until_signals(2)
+    assert [r.stream_id for r in reports] == ["s1", "s2", "s3"]
