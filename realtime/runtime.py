@@ -35,7 +35,7 @@ from realtime.publish import (
     StreamChannel,
     parse_mqtt_url,
 )
-from realtime.sinks import ConsoleSink, JsonlSink
+from realtime.sinks import ConsoleSink, JsonlSink, LineWriter
 from realtime.vad import VadOptions, VadSegmenter
 
 logger = logging.getLogger(__name__)
@@ -126,8 +126,9 @@ class Runtime:
         self.models = models
         self.broker_url = ""
         self.batching_metrics = BatchingMetrics()
-        self._console = console
-        self._jsonl = JsonlSink(jsonl) if jsonl is not None else None
+        self._console = LineWriter(console) if console is not None else None
+        self._jsonl_writer = LineWriter(jsonl) if jsonl is not None else None
+        self._jsonl = JsonlSink(self._jsonl_writer) if self._jsonl_writer is not None else None
         self._label_console = label_console
         self._node_id = node_id
         self._handle_signals = handle_signals
@@ -246,6 +247,9 @@ class Runtime:
             await self._publisher.close()
         if self._broker is not None:
             await self._broker.stop()
+        for writer in (self._console, self._jsonl_writer):
+            if writer is not None:
+                await asyncio.to_thread(writer.close)
 
     async def _serve(self, stream: _Stream) -> StreamReport:
         error: Exception | None = None
