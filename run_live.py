@@ -48,7 +48,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "-v", "--verbose", action="count", default=0, help="log progress (-v) or everything (-vv) on stderr"
     )
     args = parser.parse_args(argv)
-    if bool(args.source) == bool(args.streams):
+    if not args.source and not args.streams:
+        parser.error("one of --source (repeatable) or --streams FILE.yaml is required")
+    if args.source and args.streams:
         parser.error("give --source (repeatable) or --streams FILE.yaml, not both")
     return args
 
