@@ -5,7 +5,8 @@
 The utterances are the demo clip's (or CLIP's), cut by the real VAD. For each batch size k, k of
 them (cycled) are transcribed one by one with `Transcriber.transcribe` and together with
 `Transcriber.transcribe_batch`; prints the best wall time of each over `--repeats` and how many texts
-differ. Asserts nothing.
+differ. Then the two halves apart, on 10 s windows: the encoder on k windows in one call against k
+calls, and greedy decoding of k encoded windows in one call. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from realtime import runtime_env
 
 runtime_env.apply()
+
+import numpy as np
 
 from realtime.capture import CaptureOptions, open_source
 from realtime.frames import AudioChunk
@@ -69,7 +72,26 @@ def main() -> int:
         print(
             f"{k:>3}{single_ms:>15.0f}{batch_ms:>12.0f}{single_ms / k:>13.0f}{batch_ms / k:>15.0f}{differ:>14}"
         )
+    print(f"{'k':>3}{'encode 1 call ms':>18}{'encode k calls ms':>19}{'decode k together ms':>22}")
+    model = transcriber._model
+    tokenizer = transcriber._tokenizer("en")
+    prompt = model.get_prompt(tokenizer, [], without_timestamps=True)
+    for k in args.sizes:
+        features = np.stack([window(model, audio[i % len(audio)]) for i in range(k)])
+        one_ms, _ = best_of(args.repeats, lambda f=features: model.encode(f))
+        each_ms, _ = best_of(args.repeats, lambda f=features: [np.asarray(model.encode(x)) for x in f])
+        encoded = model.encode(features)
+        decode_ms, _ = best_of(
+            args.repeats, lambda e=encoded, k=k: model.model.generate(e, [prompt] * k, beam_size=1)
+        )
+        print(f"{k:>3}{one_ms:>18.0f}{each_ms:>19.0f}{decode_ms:>22.0f}")
     return 0
+
+
+def window(model, audio: np.ndarray, frames: int = 1000) -> np.ndarray:
+    """Log-mel features of `audio` padded to a 10 s window, as the short-window path encodes them."""
+    features = model.feature_extractor(audio)[:, :-1]
+    return np.pad(features, ((0, 0), (0, frames - features.shape[-1])))
 
 
 if __name__ == "__main__":

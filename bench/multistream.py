@@ -1,9 +1,10 @@
 """N real-time streams in one process against the same N as separate processes.
 
     python bench/multistream.py [CLIP ...] [--n 1 2 4 8] [--separate] [--config configs/live.yaml]
-        [--batch-window-ms MS] [--max-batch N]
+        [--batch-window-ms MS] [--max-batch N] [--stagger-s S]
 
-Each stream replays a copy of the demo clip (and of every clip given, round robin) at real-time pace
+Each stream replays a copy of the demo clip (and of every clip given, round robin) at real-time pace,
+all starting together (the copies then speak in lockstep, the worst case) unless `--stagger-s`,
 through every real stage (PyAV, Silero VAD, Whisper tiny.en, the shipped recognizer, an embedded MQTT
 broker). Every N runs in a fresh child process, so its peak RSS is its own. Prints, per N:
 `segment_to_publish` p50/p95 over all streams, dropped segments, utterances, CPU use (CPU seconds over
@@ -33,8 +34,9 @@ runtime_env.apply()
 
 def worker(n: int, clips: list[str], args: argparse.Namespace) -> dict:
     """Serve `n` streams in this process; what the parent prints, as a dict."""
-    from realtime.app import StreamSpec, serve
+    from realtime.capture import open_source
     from realtime.config import load_live_config
+    from realtime.runtime import Runtime
 
     config = load_live_config(args.config)
     if args.batch_window_ms is not None:
@@ -44,10 +46,17 @@ def worker(n: int, clips: list[str], args: argparse.Namespace) -> dict:
     if args.encoder_workers is not None:
         config.asr.encoder_workers = args.encoder_workers
     config.capture.realtime = config.pipeline.realtime = True
-    config.mqtt.node_id = "bench"
-    specs = [StreamSpec(clips[i % len(clips)], f"s{i}", config) for i in range(n)]
+
+    async def serve() -> list:
+        async with Runtime(config, node_id="bench") as runtime:
+            for i in range(n):
+                if i and args.stagger_s:
+                    await asyncio.sleep(args.stagger_s)
+                await runtime.add_stream(open_source(clips[i % len(clips)], config.capture), f"s{i}")
+            return await runtime.wait()
+
     started = time.perf_counter()
-    reports = asyncio.run(serve(config, specs, console=None))
+    reports = asyncio.run(serve())
     wall_s = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
@@ -73,6 +82,7 @@ def spawn(n: int, clips: list[str], args: argparse.Namespace) -> subprocess.Pope
         ("--batch-window-ms", args.batch_window_ms),
         ("--max-batch", args.max_batch),
         ("--encoder-workers", args.encoder_workers),
+        ("--stagger-s", args.stagger_s),
     ):
         if value is not None:
             command += [flag, str(value)]
@@ -125,6 +135,9 @@ def main() -> int:
         "--max-batch", type=int, help="override batching.max_batch_utterances (1: no batching)"
     )
     parser.add_argument("--encoder-workers", type=int, help="override asr.encoder_workers")
+    parser.add_argument(
+        "--stagger-s", type=float, help="start stream i this much after stream i-1 (default: all at once)"
+    )
     parser.add_argument("--no-demo", action="store_true", help="only the clips given")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
