@@ -34,7 +34,6 @@ runtime_env.apply()
 
 def worker(n: int, clips: list[str], args: argparse.Namespace) -> dict:
     """Serve `n` streams in this process; what the parent prints, as a dict."""
-    from realtime.capture import open_source
     from realtime.config import load_live_config
     from realtime.runtime import Runtime
 
@@ -52,7 +51,7 @@ def worker(n: int, clips: list[str], args: argparse.Namespace) -> dict:
             for i in range(n):
                 if i and args.stagger_s:
                     await asyncio.sleep(args.stagger_s)
-                await runtime.add_stream(open_source(clips[i % len(clips)], config.capture), f"s{i}")
+                await runtime.add_stream(clips[i % len(clips)], f"s{i}")
             return await runtime.wait()
 
     started = time.perf_counter()

@@ -22,7 +22,7 @@ from typing import Any, Protocol, Self, TextIO, TypeVar
 
 from realtime.batching import BatchingMetrics, BatchingTranscriber, BatchTranscriber
 from realtime.broker import EmbeddedBroker
-from realtime.capture import DeviceError, MediaError
+from realtime.capture import DeviceError, MediaError, open_source
 from realtime.config import LiveConfig
 from realtime.frames import SpeechSegment, Transcript
 from realtime.metrics import PipelineMetrics
@@ -174,16 +174,22 @@ class Runtime:
         self._batcher = BatchingTranscriber(self.models.transcriber, self.config.batching)
         self.batching_metrics = self._batcher.metrics
 
-    async def add_stream(self, source: MediaSource, stream_id: str, config: LiveConfig | None = None) -> None:
-        """Start serving an opened source; `config` overrides the runtime's capture, VAD and pipeline options.
+    async def add_stream(
+        self, source: str | MediaSource, stream_id: str, config: LiveConfig | None = None
+    ) -> None:
+        """Start serving a source (a spec for `open_source`, or an opened source); `config` overrides
+        the runtime's capture, VAD and pipeline options for this stream.
 
-        Raises `MqttSettingError` for a stream id that is taken or not a valid topic level.
+        Raises `MqttSettingError` for a stream id that is taken or not a valid topic level, and
+        `MediaError` / `DeviceError` for a spec that cannot be opened.
         """
         if self._publisher is None or self._batcher is None or self.models is None:
             raise RuntimeError("the runtime is not started (or was stopped while starting)")
         if stream_id in self._streams:
             raise MqttSettingError(f"bad MQTT stream id {stream_id!r}: two streams have it")
         config = config or self.config
+        if isinstance(source, str):
+            source = await asyncio.to_thread(open_source, source, config.capture)
         channel = self._publisher.open_stream(stream_id)
         sinks: list[ResultSink] = [channel]
         if self._console is not None:

@@ -23,6 +23,7 @@ from test_pipeline import CHUNK, EveryNChunks, ListSource, RecordingSession, mak
 from realtime.capture import MediaError
 from realtime.config import LiveConfig
 from realtime.frames import SAMPLE_RATE_HZ, AudioChunk, Transcript
+from realtime.publish import MqttSettingError
 from realtime.runtime import Models, Runtime
 
 STREAM_BASE = 1000
@@ -243,3 +244,17 @@ def test_sigterm_drains_every_stream() -> None:
 def test_a_second_signal_aborts_every_stream() -> None:
     reports, _ = run_until_signals(2)
     assert [r.stream_id for r in reports] == ["s1", "s2", "s3"]
+
+
+def test_add_stream_opens_a_source_spec_and_names_a_bad_one(tmp_path) -> None:
+    async def scenario() -> None:
+        models = Models(BatchAsr(), FakeRecognizer())
+        async with Runtime(LiveConfig(), models=models, handle_signals=False) as runtime:
+            with pytest.raises(MediaError, match="missing.mp4"):
+                await runtime.add_stream(str(tmp_path / "missing.mp4"), "bad")
+            with pytest.raises(MqttSettingError, match="two streams"):
+                await runtime.add_stream(ListSource([]), "a")
+                await runtime.add_stream(ListSource([]), "a")
+            await runtime.wait()
+
+    asyncio.run(scenario())
