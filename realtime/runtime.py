@@ -248,6 +248,15 @@ class Runtime:
             await asyncio.gather(*running, return_exceptions=True)
         if self._batcher is not None:
             await asyncio.to_thread(self._batcher.close)
+            m = self.batching_metrics
+            logger.info(
+                "Whisper: %d utterances in %d calls (largest %d), queue wait p95 %.0f ms, %d full waits",
+                m.utterances,
+                m.batches,
+                m.batch_size_peak,
+                m.queue_wait.percentile(95),
+                m.full_waits,
+            )
         self._emotion_pool.shutdown(wait=False, cancel_futures=True)
         if self._publisher is not None:
             await self._publisher.close()
