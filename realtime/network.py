@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from realtime.capture import CaptureOptions, FileSource, MediaError
 from realtime.frames import AudioChunk, VideoFrame
+from realtime.publish import ONLINE, SOURCE_LOST
 
 if TYPE_CHECKING:
     from av.container import InputContainer
@@ -83,7 +84,7 @@ class NetworkSource:
                             )
                         connected_once, lost_at = True, None
                         delay_s = self.options.reconnect_initial_s
-                        self._status("online")
+                        self._status(ONLINE)
                     item = _shifted(item, offset_s)
                     last_s = max(last_s, item.end_s if isinstance(item, AudioChunk) else item.time_s)
                     yield item
@@ -96,7 +97,7 @@ class NetworkSource:
                     error = exc
             if lost_at is None:
                 lost_at = time.monotonic()
-                self._status("source_lost")
+                self._status(SOURCE_LOST)
                 logger.warning("network source %s: %s; reconnecting", self.url, reason)
             if time.monotonic() - lost_at >= self.options.source_lost_give_up_s:
                 if error is not None or not connected_once:
