@@ -254,13 +254,20 @@ class FileSource:
             yield from order.drain()
 
     def _rgb(self, frame: object) -> np.ndarray:
-        max_width = self.options.max_frame_width_px
-        width, height = frame.width, frame.height  # type: ignore[attr-defined]
-        if 0 < max_width < width:
-            # Even sizes keep the scaler on its fast path; the aspect ratio is kept within a pixel.
-            width, height = max_width, max(2, round(height * max_width / width / 2) * 2)
+        width, height = frame_size(frame.width, frame.height, self.options)  # type: ignore[attr-defined]
         rgb = frame.to_ndarray(format="rgb24", width=width, height=height)  # type: ignore[attr-defined]
         return np.ascontiguousarray(rgb)
+
+
+def frame_size(width: int, height: int, options: CaptureOptions) -> tuple[int, int]:
+    """(width, height) a captured frame is kept at: at most `max_frame_width_px` wide, aspect kept.
+
+    Even sizes keep the scalers on their fast path; the aspect ratio is kept within a pixel.
+    """
+    max_width = options.max_frame_width_px
+    if 0 < max_width < width:
+        return max_width, max(2, round(height * max_width / width / 2) * 2)
+    return width, height
 
 
 class _Rechunker:

@@ -23,6 +23,7 @@ from realtime.capture import (
     _Failure,
     _FrameRateLimiter,
     _ThreadFeed,
+    frame_size,
 )
 from realtime.frames import SAMPLE_RATE_HZ, AudioChunk, VideoFrame
 
@@ -187,9 +188,8 @@ class WebcamSource:
                 if not keep(time_s):
                     continue
                 height, width = bgr.shape[:2]
-                max_width = self.options.max_frame_width_px
-                if 0 < max_width < width:
-                    size = (max_width, max(2, round(height * max_width / width)))
+                size = frame_size(width, height, self.options)
+                if size != (width, height):
                     bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
                 feed.put(VideoFrame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time_s))
         finally:
