@@ -1,7 +1,8 @@
 """Live emotion recognition: capture -> VAD -> Whisper -> M2FNet -> MQTT (+ console, JSON lines).
 
 Examples: `python run_live.py --source demo` (embedded broker, its URL printed);
-`python run_live.py --source talk.mp4 --no-realtime --mqtt mqtt://localhost:1883 --jsonl -`.
+`python run_live.py --source talk.mp4 --no-realtime --mqtt mqtt://localhost:1883 --jsonl -`;
+`python run_live.py --source a.mp4 --source rtsp://cam/1 --jsonl -` (two streams, one process).
 User errors print one line `error: ...` on stderr and exit with status 2.
 """
 
@@ -22,7 +23,13 @@ from typing import TextIO
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--source", required=True, help="mic | webcam[:N] | live | demo | a media file (wav/mp3/mp4/...)"
+        "--source",
+        action="append",
+        help="mic[:N|NAME] | webcam[:N] | live | demo | a media file | rtsp:// rtmp:// http(s):// URL; "
+        "repeat for several streams in one process",
+    )
+    parser.add_argument(
+        "--streams", metavar="FILE.yaml", help="streams to serve: a list of {id, source, ...}"
     )
     parser.add_argument("--config", help="YAML options (see configs/live.yaml)")
     parser.add_argument("--checkpoint", help="recognizer checkpoint directory (default: the shipped one)")
@@ -31,7 +38,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--mqtt", help="mqtt://[user:pass@]host:port (default: an embedded broker)")
     parser.add_argument("--topic-prefix", help="first topic level (default: m2fnet)")
-    parser.add_argument("--stream-id", help="stream id in topics and messages (default: from the source)")
+    parser.add_argument(
+        "--stream-id",
+        action="append",
+        help="stream id in topics and messages (default: from the source); repeat in --source order",
+    )
     parser.add_argument("--jsonl", metavar="PATH|-", help="also write JSON lines; '-' = stdout (only them)")
     parser.add_argument(
         "--speaker",
@@ -54,7 +65,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="log progress (-v) or everything (-vv) on stderr"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.source and not args.streams:
+        parser.error("one of --source (repeatable) or --streams FILE.yaml is required")
+    if args.source and args.streams:
+        parser.error("give --source (repeatable) or --streams FILE.yaml, not both")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     from engines.errors import CheckpointError
-    from realtime.app import run_stream
+    from realtime.app import serve
     from realtime.capture import DeviceError, MediaError
     from realtime.config import ConfigError, load_live_config
     from realtime.consumers import Consumers
@@ -76,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     from realtime.preview import Preview, PreviewError, PreviewOptions
     from realtime.publish import BrokerUnreachableError, MqttSettingError
     from realtime.speakers import EnrolmentError
+    from realtime.stream_specs import load_stream_specs, specs_from_flags
     from realtime.transcribe import AsrModelError
 
     user_errors = (
@@ -95,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         config = load_live_config(args.config)
         _apply_flags(config, args)
         consumers = Consumers.from_flags(args.overlay, args.ha_discovery, config.mqtt)
+        if args.streams:
+            specs = load_stream_specs(args.streams, config)
+        else:
+            specs = specs_from_flags(config, args.source, args.stream_id)
         with ExitStack() as stack:
             jsonl = _open_jsonl(args.jsonl, stack)
             preview = None
@@ -102,28 +123,38 @@ def main(argv: list[str] | None = None) -> int:
                 preview = Preview(PreviewOptions(args.preview, fps=config.capture.video_fps))
                 stack.callback(preview.close)
 
-            def on_broker(url: str, stream_id: str) -> None:
+            def on_broker(url: str, stream_ids: list[str]) -> None:
                 prefix = config.mqtt.topic_prefix
-                print(
-                    f"MQTT {url}  topics {prefix}/{stream_id}/utterance, /available, /state, /speakers/+/state",
-                    file=console,
-                    flush=True,
-                )
+                if len(stream_ids) == 1:
+                    line = (
+                        f"MQTT {url}  topics {prefix}/{stream_ids[0]}/utterance, /available, /state, "
+                        "/speakers/+/state"
+                    )
+                else:
+                    node = config.mqtt.node_id or "node"
+                    line = (
+                        f"MQTT {url}  topics {prefix}/<stream>/utterance, /available, /status, /state, "
+                        f"/speakers/+/state for streams {', '.join(stream_ids)}; process {prefix}/{node}/available"
+                    )
+                print(line, file=console, flush=True)
                 if consumers.overlay is not None:
                     print(f"overlay {consumers.overlay.url}", file=console, flush=True)
 
-            async def run() -> None:
+            async def run() -> list:
                 async with consumers:
                     on = consumers.wrap(on_broker)
-                    await run_stream(
-                        config, args.source, console=console, jsonl=jsonl, on_broker=on, preview=preview
+                    return await serve(
+                        config, specs, console=console, jsonl=jsonl, on_broker=on, preview=preview
                     )
 
-            asyncio.run(run())
+            reports = asyncio.run(run())
     except user_errors as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return 0
+    failed = [r for r in reports if r.error is not None]
+    for report in failed:
+        print(f"error: stream {report.stream_id}: {report.error}", file=sys.stderr)
+    return 2 if failed else 0
 
 
 def _apply_flags(config, args: argparse.Namespace) -> None:
@@ -135,8 +166,8 @@ def _apply_flags(config, args: argparse.Namespace) -> None:
         config.mqtt.url = args.mqtt
     if args.topic_prefix:
         config.mqtt.topic_prefix = args.topic_prefix
-    if args.stream_id:
-        config.stream_id = args.stream_id
+    if args.stream_id and len(args.stream_id) == 1:
+        config.stream_id = args.stream_id[0]
     if args.speaker:
         config.speakers.enrol = (*config.speakers.enrol, *args.speaker)
     if args.no_speakers:

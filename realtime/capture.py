@@ -18,11 +18,14 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from realtime.frames import SAMPLE_RATE_HZ, AudioChunk, VideoFrame
+
+if TYPE_CHECKING:
+    from av.container import InputContainer
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +38,8 @@ _MAX_REORDER_S = 1.0
 """How far one stream of a file may run ahead of the other before items are released anyway."""
 
 Item = AudioChunk | VideoFrame
+
+NETWORK_SCHEMES = ("rtsp://", "rtmp://", "http://", "https://")
 
 
 class MediaError(Exception):
@@ -60,6 +65,14 @@ class CaptureOptions:
     """Wider frames are downscaled to this width (aspect kept); 0 keeps the native size."""
     webcam_index: int = 0
     """Camera index for the `webcam` and `live` sources."""
+    network_timeout_s: float = 5.0
+    """A network stream that sends nothing for this long counts as dropped."""
+    reconnect_initial_s: float = 0.5
+    """First wait before reconnecting a dropped network stream; doubled after every failed try."""
+    reconnect_max_s: float = 8.0
+    """Upper bound of that wait."""
+    source_lost_give_up_s: float = 60.0
+    """A network stream unreachable for this long ends its stream (the others go on)."""
 
 
 class Source(Protocol):
@@ -152,7 +165,7 @@ class FileSource:
         import av
 
         try:
-            with av.open(str(self.path)) as container:
+            with self._open_container() as container:
                 self.has_audio = bool(container.streams.audio)
                 self.has_video = bool(container.streams.video)
                 if container.duration is not None:
@@ -164,6 +177,11 @@ class FileSource:
 
     def close(self) -> None:
         """Nothing is held between streams: each `stream()` opens its own decoder."""
+
+    def _open_container(self) -> InputContainer:
+        import av
+
+        return av.open(str(self.path))
 
     async def stream(self) -> AsyncIterator[AudioChunk | VideoFrame]:
         feed = _ThreadFeed(asyncio.get_running_loop(), self.name, lossy=False)
@@ -203,7 +221,7 @@ class FileSource:
         import av
 
         chunk_samples = max(1, SAMPLE_RATE_HZ * self.options.audio_chunk_ms // 1000)
-        with av.open(str(self.path)) as container:
+        with self._open_container() as container:
             origin_s = (container.start_time or 0) / av.time_base
             audio = container.streams.audio[0] if container.streams.audio else None
             video = container.streams.video[0] if container.streams.video else None
@@ -236,13 +254,20 @@ class FileSource:
             yield from order.drain()
 
     def _rgb(self, frame: object) -> np.ndarray:
-        max_width = self.options.max_frame_width_px
-        width, height = frame.width, frame.height  # type: ignore[attr-defined]
-        if 0 < max_width < width:
-            # Even sizes keep the scaler on its fast path; the aspect ratio is kept within a pixel.
-            width, height = max_width, max(2, round(height * max_width / width / 2) * 2)
+        width, height = frame_size(frame.width, frame.height, self.options)  # type: ignore[attr-defined]
         rgb = frame.to_ndarray(format="rgb24", width=width, height=height)  # type: ignore[attr-defined]
         return np.ascontiguousarray(rgb)
+
+
+def frame_size(width: int, height: int, options: CaptureOptions) -> tuple[int, int]:
+    """(width, height) a captured frame is kept at: at most `max_frame_width_px` wide, aspect kept.
+
+    Even sizes keep the scalers on their fast path; the aspect ratio is kept within a pixel.
+    """
+    max_width = options.max_frame_width_px
+    if 0 < max_width < width:
+        return max_width, max(2, round(height * max_width / width / 2) * 2)
+    return width, height
 
 
 class _Rechunker:
@@ -327,7 +352,8 @@ class _FrameRateLimiter:
 
 
 def open_source(spec: str, options: CaptureOptions | None = None) -> Source:
-    """`mic`, `webcam`, `webcam:INDEX`, `live`, `demo` (the bundled clip) or a media file path.
+    """`mic`, `mic:INDEX|NAME`, `webcam`, `webcam:INDEX`, `live`, `demo` (the bundled clip), a media file, a
+    network stream (`rtsp://`, `rtmp://`, `http(s)://`, see `realtime.network`).
 
     The keywords win over files of the same name: write `./mic` for a file called `mic`.
     """
@@ -335,8 +361,12 @@ def open_source(spec: str, options: CaptureOptions | None = None) -> Source:
     from realtime.devices import LiveSource, MicrophoneSource, WebcamSource
 
     options = options or CaptureOptions()
-    if spec == "mic":
-        return MicrophoneSource(options)
+    if spec.startswith(NETWORK_SCHEMES):
+        from realtime.network import NetworkSource
+
+        return NetworkSource(spec, options)
+    if spec == "mic" or spec.startswith("mic:"):
+        return MicrophoneSource(options, spec.partition(":")[2] or None)
     if spec == "live":
         return LiveSource(options)
     if spec == "webcam" or spec.startswith("webcam:"):

@@ -9,6 +9,7 @@ import yaml
 
 from engines.engine import EngineOptions
 from engines.yaml_config import build_dataclass
+from realtime.batching import BatchingOptions
 from realtime.capture import CaptureOptions
 from realtime.pipeline import PipelineOptions
 from realtime.publish import MqttOptions
@@ -24,12 +25,16 @@ _RANGES: dict[str, tuple[float, float]] = {
     "pipeline.interim_every_s": (0.1, 3600.0),
     "mqtt.qos": (0, 2),
     "mqtt.outbox_max_messages": (1, 10_000_000),
+    "batching.window_ms": (0.0, 10_000.0),
+    "batching.max_batch_utterances": (1, 256),
+    "batching.max_waiting": (1, 100_000),
     "vad.threshold": (0.0, 1.0),
     "vad.max_utterance_s": (0.5, 3600.0),
     "speakers.threshold": (-1.0, 1.0),
     "speakers.max_speakers": (1, 100),
     "speakers.ema_factor": (0.01, 1.0),
     "speakers.history_utterances": (2, 10_000),
+    "asr.encoder_workers": (1, 64),
 }
 """Bounds of the settings whose bad values would otherwise fail deep inside a component."""
 
@@ -50,6 +55,8 @@ class LiveConfig:
     mqtt: MqttOptions = field(default_factory=MqttOptions)
     speakers: SpeakerOptions = field(default_factory=SpeakerOptions)
     """Speaker attribution, enrolled voices and the smoothing of the per-speaker state."""
+    batching: BatchingOptions = field(default_factory=BatchingOptions)
+    """How utterances of several streams share Whisper calls (one process, many streams)."""
     checkpoint_dir: str | None = None
     """Recognizer checkpoint directory; None uses the one shipped in models/."""
     engine: EngineOptions = field(default_factory=EngineOptions)
@@ -77,12 +84,17 @@ def load_live_config(path: str | Path | None) -> LiveConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"config {path}: expected a mapping of sections at the top level")
     config = build_dataclass(LiveConfig, data, f"config {path}", ConfigError)
+    check_ranges(config, f"config {path}")
+    return config
+
+
+def check_ranges(config: LiveConfig, where: str) -> None:
+    """`ConfigError` starting with `where` for the first setting outside its bounds."""
     for name, (low, high) in _RANGES.items():
         section, key = name.split(".")
         value = getattr(getattr(config, section), key)
         if not low <= value <= high:
-            raise ConfigError(f"config {path}: '{name}' must be between {low} and {high}, got {value!r}")
-    return config
+            raise ConfigError(f"{where}: '{name}' must be between {low} and {high}, got {value!r}")
 
 
 def _first_line(exc: Exception) -> str:

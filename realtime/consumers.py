@@ -50,12 +50,12 @@ class Consumers:
             ha = HaDiscoveryOptions(ha_discovery, mqtt.topic_prefix)
         return cls(overlay_options, ha, mqtt.url)
 
-    def wrap(self, on_broker: Callable[[str, str], None]) -> Callable[[str, str], None]:
-        """`on_broker`, then this `on_broker`: the callback to give `run_stream`."""
+    def wrap(self, on_broker: Callable[[str, list[str]], None]) -> Callable[[str, list[str]], None]:
+        """`on_broker`, then this `on_broker`: the callback to give `serve`."""
 
-        def both(url: str, stream_id: str) -> None:
-            on_broker(url, stream_id)
-            self.on_broker(url, stream_id)
+        def both(url: str, stream_ids: list[str]) -> None:
+            on_broker(url, stream_ids)
+            self.on_broker(url, stream_ids)
 
         return both
 
@@ -64,17 +64,19 @@ class Consumers:
             await self.overlay.start()
         return self
 
-    def on_broker(self, mqtt_url: str, stream_id: str) -> None:
-        """Start the consumers of `stream_id`'s results on `mqtt_url` (called from the event loop)."""
+    def on_broker(self, mqtt_url: str, stream_ids: list[str]) -> None:
+        """Start the consumers of the streams' results on `mqtt_url` (called from the event loop)."""
         mqtt_url = self._mqtt_url or mqtt_url
         if self.overlay is not None and not self._following:
             self._following = True
             self._tasks.append(asyncio.create_task(self._follow(mqtt_url), name="overlay-connect"))
-        if self._ha_options is not None:
+        for stream_id in stream_ids if self._ha_options is not None else []:
             announcer = HaAnnouncer(parse_mqtt_url(mqtt_url), self._ha_options, stream_id)
             connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             connected.add_done_callback(_log_failure)
-            self._tasks.append(asyncio.create_task(announcer.run(connected), name="ha-discovery"))
+            self._tasks.append(
+                asyncio.create_task(announcer.run(connected), name=f"ha-discovery-{stream_id}")
+            )
 
     async def _follow(self, mqtt_url: str) -> None:
         assert self.overlay is not None

@@ -23,6 +23,7 @@ from realtime.capture import (
     _Failure,
     _FrameRateLimiter,
     _ThreadFeed,
+    frame_size,
 )
 from realtime.frames import SAMPLE_RATE_HZ, AudioChunk, VideoFrame
 
@@ -30,10 +31,11 @@ logger = logging.getLogger(__name__)
 
 
 class MicrophoneSource:
-    """The default audio input device via PyAudio (optional extra `mic`), 16 kHz mono float32."""
+    """An audio input device via PyAudio (optional extra `mic`), 16 kHz mono float32."""
 
-    def __init__(self, options: CaptureOptions | None = None) -> None:
-        self.name = "mic"
+    def __init__(self, options: CaptureOptions | None = None, device: str | None = None) -> None:
+        """`device`: an input device index or (part of) its name; None: the default input device."""
+        self.name = f"mic:{device}" if device else "mic"
         self.options = options or CaptureOptions()
         self.has_audio, self.has_video = True, False
         self.origin_monotonic_s: float | None = None
@@ -47,9 +49,11 @@ class MicrophoneSource:
         self._pyaudio = pyaudio
         self._audio = pyaudio.PyAudio()
         try:
-            device = self._audio.get_default_input_device_info()
-        except OSError as exc:
+            info = self._device_info(device)
+        except (OSError, DeviceError) as exc:
             self._audio.terminate()
+            if isinstance(exc, DeviceError):
+                raise
             raise DeviceError(f"no audio input device (pyaudio: {exc})") from None
         self._chunk_samples = max(1, SAMPLE_RATE_HZ * self.options.audio_chunk_ms // 1000)
         try:
@@ -58,14 +62,14 @@ class MicrophoneSource:
                 channels=1,
                 rate=SAMPLE_RATE_HZ,
                 input=True,
-                input_device_index=int(device["index"]),
+                input_device_index=int(info["index"]),
                 frames_per_buffer=self._chunk_samples,
                 stream_callback=self._on_audio,
                 start=False,
             )
         except (OSError, ValueError) as exc:
             self._audio.terminate()
-            name = device.get("name")
+            name = info.get("name")
             raise DeviceError(
                 f"cannot open audio input device '{name}' at {SAMPLE_RATE_HZ} Hz (pyaudio: {exc})"
             ) from None
@@ -79,6 +83,22 @@ class MicrophoneSource:
     def dropped(self) -> int:
         """Chunks discarded because the consumer fell more than `_QUEUE_ITEMS` behind."""
         return self._feed.dropped if self._feed is not None else 0
+
+    def _device_info(self, device: str | None) -> dict:
+        if device is None:
+            return self._audio.get_default_input_device_info()
+        inputs = [
+            info
+            for info in map(self._audio.get_device_info_by_index, range(self._audio.get_device_count()))
+            if info.get("maxInputChannels", 0) > 0
+        ]
+        for info in inputs:
+            if (device.isdigit() and int(info["index"]) == int(device)) or (
+                not device.isdigit() and device.lower() in str(info.get("name", "")).lower()
+            ):
+                return info
+        names = ", ".join(f"{i['index']}: {i.get('name')}" for i in inputs) or "none"
+        raise DeviceError(f"no audio input device '{self.name}' (inputs: {names})")
 
     def _on_audio(self, data: bytes | None, frames: int, _time: dict, status: int) -> tuple[None, int]:
         # PortAudio's thread: stamp by sample count (the device clock), hand over, never block.
@@ -168,9 +188,8 @@ class WebcamSource:
                 if not keep(time_s):
                     continue
                 height, width = bgr.shape[:2]
-                max_width = self.options.max_frame_width_px
-                if 0 < max_width < width:
-                    size = (max_width, max(2, round(height * max_width / width)))
+                size = frame_size(width, height, self.options)
+                if size != (width, height):
                     bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
                 feed.put(VideoFrame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time_s))
         finally:

@@ -21,7 +21,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -115,11 +115,16 @@ class Pipeline:
         options: PipelineOptions | None = None,
         attributor: SpeakerAttribution | None = None,
         interim_sink: InterimSink | None = None,
+        emotion_executor: Executor | None = None,
     ) -> None:
         """`make_input(segment, transcript)` builds the recognizer's input (`engines.stream.UtteranceInput`);
         with an `attributor`, its `speaker` is set to the utterance's speaker label before recognition.
         With an `interim_sink` (and `options.interim`, realtime input), the segmenter must also offer
-        `speaking_since_s`, `pausing` and `open_samples()`, and the session `preview(utterance)`."""
+        `speaking_since_s`, `pausing` and `open_samples()`, and the session `preview(utterance)`.
+
+        `emotion_executor`: a single-thread executor shared by the streams of one process, so their
+        recognizer calls take turns on one core instead of competing; None gives this stream its own.
+        """
         self.stream_id = stream_id
         self.model_id = model_id
         self.options = options or PipelineOptions()
@@ -149,12 +154,16 @@ class Pipeline:
             self.options.utterance_queue_size
         )
         self._asr_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"asr-{stream_id}")
-        self._emotion_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"emotion-{stream_id}")
+        self._own_emotion_pool = emotion_executor is None
+        self._emotion_pool = emotion_executor or ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"emotion-{stream_id}"
+        )
         self._stop = asyncio.Event()
         self._aborted = False
         self._tasks: list[asyncio.Task[None]] = []
         self._next_utterance_id = 1
         self._started = 0.0
+        self._source_error: Exception | None = None
 
     def stop(self) -> None:
         """Stop capturing; finish and publish what was already heard (graceful)."""
@@ -171,7 +180,8 @@ class Pipeline:
             task.cancel()
 
     async def run(self) -> PipelineMetrics:
-        """Run until the source ends or `stop()`; every stage error propagates (capture errors first)."""
+        """Run until the source ends or `stop()`; every stage error propagates. A source error is raised
+        once what was captured before it has been published."""
         self._started = time.perf_counter()
         self._tasks = [
             asyncio.create_task(self._capture(), name=f"capture-{self.stream_id}"),
@@ -187,7 +197,10 @@ class Pipeline:
             if self._interim is not None:
                 await self._interim.close()
             self._asr_pool.shutdown(wait=False, cancel_futures=True)
-            self._emotion_pool.shutdown(wait=False, cancel_futures=True)
+            if self._own_emotion_pool:
+                self._emotion_pool.shutdown(wait=False, cancel_futures=True)
+        if self._source_error is not None:
+            raise self._source_error
         return self.metrics
 
     async def _capture(self) -> None:
@@ -204,6 +217,11 @@ class Pipeline:
                 try:
                     item = next_item.result()
                 except StopAsyncIteration:
+                    break
+                except Exception as exc:  # noqa: BLE001 (any source failure: the stream ends)
+                    # A failed source (lost device, corrupt file) ends the stream like its end would:
+                    # what was heard is still processed, then `run()` raises the error.
+                    self._source_error = exc
                     break
                 if isinstance(item, VideoFrame):
                     self.metrics.video_frames += 1

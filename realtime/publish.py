@@ -2,9 +2,11 @@
 
 Topics, for a stream `S` and prefix `P`: `P/S/utterance` (QoS 1, one JSON `EmotionResult` per message),
 `P/S/interim` (QoS 0, provisional results), retained `P/S/state` and `P/S/speakers/<speaker>/state`
-(realtime/speaker_state.py), and `P/S/available` (retained `online` on every (re)connect, `offline` on clean close and as the
-last will). One `MqttPublisher` owns one broker connection and may carry several streams
-(`open_stream`), so a process running many streams keeps a single socket.
+(realtime/speaker_state.py), `P/S/available` (retained `online` on every (re)connect, `offline` on clean
+close) and `P/S/status` (retained `online`, `source_lost` while a network source is retried, `offline`).
+One `MqttPublisher` owns one broker connection and may carry several streams (`open_stream`), so a
+process running many streams keeps a single socket. MQTT allows one last will per connection: it sets
+the process-level `P/<node>/available` to `offline`; with one stream the node is the stream itself.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 ONLINE = "online"
 OFFLINE = "offline"
+SOURCE_LOST = "source_lost"
 
 
 class MqttSettingError(ValueError):
@@ -59,6 +62,9 @@ class MqttOptions:
     """Utterance messages kept while the broker is unreachable (see `Outbox` for what happens when full)."""
     shutdown_drain_timeout_s: float = 15.0
     """On close, how long to keep trying to deliver the outbox and `offline` before giving up."""
+    node_id: str | None = None
+    """This process in `<prefix>/<node_id>/available` (retained, last will `offline`); None: the stream
+    id when the process serves one stream, else `node`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +192,8 @@ class StreamChannel:
         self.stream_id = stream_id
         self.utterance_topic = f"{prefix}/{stream_id}/utterance"
         self.available_topic = f"{prefix}/{stream_id}/available"
+        self.status_topic = f"{prefix}/{stream_id}/status"
+        self.status = ONLINE
         self._publisher = publisher
 
     def emit(self, result: EmotionResult) -> None:
@@ -208,6 +216,12 @@ class StreamChannel:
         topic = f"{self.utterance_topic.rsplit('/', 1)[0]}/{subtopic}"
         self._publisher.outbox.put(_Message(topic, payload, retain=True))
 
+    def set_status(self, status: str) -> None:
+        """Queue a retained `online` / `source_lost` / `offline` on `<prefix>/<stream>/status`."""
+        if status != self.status:
+            self.status = status
+            self._publisher.outbox.put(_Message(self.status_topic, status, retain=True))
+
     def close(self) -> None:
         """Queue `offline` after this stream's pending results and stop announcing it."""
         self._publisher.close_stream(self)
@@ -216,13 +230,21 @@ class StreamChannel:
 class MqttPublisher:
     """One broker connection with reconnect and a bounded outbox, shared by any number of streams.
 
-    MQTT 3.1.1 allows one last will per connection: it is set to `offline` on the availability topic
-    of the first open stream. Other streams on the same connection get `offline` on clean close only.
+    MQTT 3.1.1 allows one last will per connection. With `node_id` it sets `<prefix>/<node_id>/available`
+    to `offline` (retained `online` while connected); without, the first open stream's availability
+    topic. Stream topics get `offline` on clean close only, so a subscriber reads a stream as served
+    when both its own topic and its node's say `online`.
     """
 
-    def __init__(self, address: BrokerAddress, options: MqttOptions | None = None) -> None:
+    def __init__(
+        self, address: BrokerAddress, options: MqttOptions | None = None, node_id: str | None = None
+    ) -> None:
         self.address = address
         self.options = options or MqttOptions()
+        self.node_topic: str | None = None
+        if node_id is not None:
+            check_topic_levels(node_id, "node id")
+            self.node_topic = f"{self.options.topic_prefix.rstrip('/')}/{node_id}/available"
         self.metrics = PublisherMetrics()
         self.outbox = Outbox(self.options.outbox_max_messages, self.metrics)
         self._streams: list[StreamChannel] = []
@@ -237,12 +259,15 @@ class MqttPublisher:
         self._streams.append(channel)
         if self._connected:
             self.outbox.put(_Message(channel.available_topic, ONLINE, retain=True))
+            self.outbox.put(_Message(channel.status_topic, ONLINE, retain=True))
         return channel
 
     def close_stream(self, channel: StreamChannel) -> None:
         if channel in self._streams:
             self._streams.remove(channel)
-            self.outbox.put(_Message(channel.available_topic, OFFLINE, retain=True))
+            channel.set_status(OFFLINE)
+            if channel.available_topic != self.node_topic:
+                self.outbox.put(_Message(channel.available_topic, OFFLINE, retain=True))
 
     async def start(self) -> None:
         """Connect once; raise `BrokerUnreachableError` if that fails, else keep the link up in the background."""
@@ -257,6 +282,8 @@ class MqttPublisher:
         """
         for channel in list(self._streams):
             channel.close()
+        if self.node_topic is not None:
+            self.outbox.put(_Message(self.node_topic, OFFLINE, retain=True))
         self._closing = True
         self.outbox.changed.set()
         if self._task is None:
@@ -275,8 +302,8 @@ class MqttPublisher:
 
     def _client(self) -> aiomqtt.Client:
         will = None
-        if self._streams:
-            topic = self._streams[0].available_topic
+        topic = self.node_topic or (self._streams[0].available_topic if self._streams else None)
+        if topic is not None:
             will = aiomqtt.Will(topic, OFFLINE, qos=self.options.qos, retain=True)
         return aiomqtt.Client(
             self.address.host,
@@ -326,13 +353,14 @@ class MqttPublisher:
 
     async def _announce(self, client: aiomqtt.Client) -> None:
         # Retained state may be gone (a restarted broker without persistence): re-announce every stream.
+        retained = [(self.node_topic, ONLINE)] if self.node_topic is not None else []
         for channel in list(self._streams):
+            if channel.available_topic != self.node_topic:
+                retained.append((channel.available_topic, ONLINE))
+            retained.append((channel.status_topic, channel.status))
+        for topic, payload in retained:
             await client.publish(
-                channel.available_topic,
-                ONLINE,
-                qos=self.options.qos,
-                retain=True,
-                timeout=self.options.publish_timeout_s,
+                topic, payload, qos=self.options.qos, retain=True, timeout=self.options.publish_timeout_s
             )
 
     async def _deliver(self, client: aiomqtt.Client) -> None:

@@ -21,6 +21,9 @@ done
 if [ "$extras" = "mic,dev" ]; then
     # The overlay page's tests render it in Debian's headless Chromium (never a downloaded browser).
     $sudo_cmd apt-get install -y -qq --no-install-recommends chromium >/dev/null
+    # Tests only: a virtual microphone (PulseAudio playing a file) for the real mic path end to end.
+    $sudo_cmd apt-get install -y -qq --no-install-recommends \
+        pulseaudio pulseaudio-utils libasound2-plugins >/dev/null
 fi
 python3 -m pip install -q -e ".[${extras}]"
 # The speaker encoder's weights (engines/speaker_encoder.py); see pyproject.toml for why --no-deps.

@@ -145,9 +145,9 @@ def test_publishes_results_and_availability(mosquitto: Mosquitto) -> None:
             await publisher.close()
             await sub.wait_for(lambda m: m[-1][1] == "offline")
         topics = [t for t, _, _ in sub.messages]
-        assert topics == [f"m2fnet/{stream}/available"] + [f"m2fnet/{stream}/utterance"] * 3 + [
-            f"m2fnet/{stream}/available"
-        ]
+        available, status = f"m2fnet/{stream}/available", f"m2fnet/{stream}/status"
+        utterances = [f"m2fnet/{stream}/utterance"] * 3
+        assert topics == [available, status, *utterances, status, available]
         assert utterance_ids(sub.messages) == [1, 2, 3]
         assert publisher.metrics.published == 3
         assert await retained(mosquitto.port, f"m2fnet/{stream}/available") == "offline"
@@ -202,6 +202,42 @@ def test_last_will_marks_stream_offline_when_the_process_dies(mosquitto: Mosquit
                 await sub.wait_for(lambda m: m and m[-1][1] == "online")
                 os.kill(process.pid, signal.SIGKILL)
                 await sub.wait_for(lambda m: m[-1][1] == "offline")
+
+        asyncio.run(scenario())
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_node_carries_the_last_will_and_streams_their_status(mosquitto: Mosquitto) -> None:
+    tag = uuid.uuid4().hex[:8]
+    script = textwrap.dedent(
+        f"""
+        import asyncio
+        from realtime.publish import MqttOptions, MqttPublisher, parse_mqtt_url
+        async def main():
+            options = MqttOptions(keepalive_s=1, topic_prefix="n{tag}")
+            publisher = MqttPublisher(parse_mqtt_url({mosquitto.url!r}), options, node_id="box")
+            publisher.open_stream("a")
+            publisher.open_stream("b").set_status("source_lost")
+            await publisher.start()
+            print("started", flush=True)
+            await asyncio.sleep(60)
+        asyncio.run(main())
+        """
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "started"
+
+        async def scenario() -> None:
+            async with Subscriber(mosquitto.port, f"n{tag}/#") as sub:
+                # Retained, or live when the subscriber came first: the flag is not compared.
+                await sub.wait_for(lambda m: (f"n{tag}/b/status", "source_lost") in [x[:2] for x in m])
+                seen = [x[:2] for x in sub.messages]
+                assert (f"n{tag}/box/available", "online") in seen and (f"n{tag}/a/status", "online") in seen
+                os.kill(process.pid, signal.SIGKILL)
+                await sub.wait_for(lambda m: m[-1][:2] == (f"n{tag}/box/available", "offline"))
 
         asyncio.run(scenario())
     finally:

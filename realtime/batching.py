@@ -1,0 +1,148 @@
+"""One Whisper for many streams: utterances that are ready at about the same moment share one call.
+
+Each stream's pipeline calls `transcribe()` from its own ASR thread and blocks until its text is back;
+one worker thread owns the model, so Whisper runs on one core whatever the number of streams. The
+worker waits up to `window_ms` after the first request for others to join (not at all once every
+served stream has asked, e.g. with one stream), then transcribes up to `max_batch_utterances` of them
+in one `Transcriber.transcribe_batch` call.
+
+Fairness: a pipeline transcribes its utterances one after another, so a stream has at most one
+request waiting here; requests are served in arrival order. A talkative stream therefore gets at most
+one slot per batch and waits behind every stream that asked before its next utterance, never ahead.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from realtime.frames import Transcript
+from realtime.metrics import LatencyStats
+
+logger = logging.getLogger(__name__)
+
+
+class BatchTranscriber(Protocol):
+    def transcribe_batch(self, batch: list[np.ndarray]) -> list[Transcript]: ...
+
+
+@dataclass(slots=True)
+class BatchingOptions:
+    """How long utterances wait for company, and how many share one Whisper call."""
+
+    window_ms: float = 30.0
+    """Wait after the first waiting utterance for others to join its batch; 0: a batch holds only what
+    is already waiting."""
+    max_batch_utterances: int = 8
+    """Most utterances in one call; later ones wait for the next batch (in arrival order). 1 serves one
+    by one. Measured here: 8 utterances took 1,194 ms batched, 1,812 ms one by one
+    (bench/asr_batching.py); 8 streams in lockstep gave a similar or better p95 than one by one and
+    a worse p50 (README, bench/multistream.py --max-batch)."""
+    max_waiting: int = 256
+    """Requests held at once (one per stream at most, see the module docstring). Full: the caller's
+    ASR thread waits for room, so its stream's segment queue applies its own drop policy; counted
+    in `BatchingMetrics.full_waits`."""
+
+
+@dataclass(slots=True)
+class BatchingMetrics:
+    batches: int = 0
+    utterances: int = 0
+    full_waits: int = 0
+    """Callers that found `max_waiting` requests queued and had to wait for room."""
+    batch_size_peak: int = 0
+    queue_wait: LatencyStats = field(default_factory=LatencyStats)
+    """Time from a request to the start of the call that serves it."""
+
+
+@dataclass(slots=True)
+class _Request:
+    samples: np.ndarray
+    queued_s: float
+    result: Future[Transcript] = field(default_factory=Future)
+
+
+class BatchingTranscriber:
+    """A thread-safe `transcribe(samples)` that batches concurrent callers on one worker thread."""
+
+    def __init__(self, transcriber: BatchTranscriber, options: BatchingOptions | None = None) -> None:
+        self.options = options or BatchingOptions()
+        self.metrics = BatchingMetrics()
+        self._transcriber = transcriber
+        self._waiting: deque[_Request] = deque()
+        self._lock = threading.Condition()
+        self._closed = False
+        self._streams = 1
+        self._worker = threading.Thread(target=self._serve, name="asr-batch", daemon=True)
+        self._worker.start()
+
+    def transcribe(self, samples: np.ndarray) -> Transcript:
+        """Blocking, like `Transcriber.transcribe`; `asr_ms` is the shared call's time."""
+        request = _Request(samples, time.perf_counter())
+        with self._lock:
+            if len(self._waiting) >= self.options.max_waiting:
+                self.metrics.full_waits += 1
+            while len(self._waiting) >= self.options.max_waiting and not self._closed:
+                self._lock.wait()
+            if self._closed:
+                raise RuntimeError("the batching transcriber is closed")
+            self._waiting.append(request)
+            self._lock.notify_all()
+        return request.result.result()
+
+    def set_streams(self, count: int) -> None:
+        """How many streams call in: a batch holding one request per stream starts without waiting."""
+        with self._lock:
+            self._streams = max(1, count)
+            self._lock.notify_all()
+
+    def close(self) -> None:
+        """Serve what is waiting, then stop the worker."""
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
+        self._worker.join()
+
+    def _serve(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            started = time.perf_counter()
+            for request in batch:
+                self.metrics.queue_wait.add((started - request.queued_s) * 1000)
+            try:
+                transcripts = self._transcriber.transcribe_batch([r.samples for r in batch])
+            except Exception as exc:  # noqa: BLE001 (the callers re-raise it in their own streams)
+                for request in batch:
+                    request.result.set_exception(exc)
+                continue
+            self.metrics.batches += 1
+            self.metrics.utterances += len(batch)
+            self.metrics.batch_size_peak = max(self.metrics.batch_size_peak, len(batch))
+            for request, transcript in zip(batch, transcripts):
+                request.result.set_result(transcript)
+
+    def _next_batch(self) -> list[_Request] | None:
+        limit = self.options.max_batch_utterances
+        with self._lock:
+            while not self._waiting:
+                if self._closed:
+                    return None
+                self._lock.wait()
+            deadline = self._waiting[0].queued_s + self.options.window_ms / 1000
+            while len(self._waiting) < min(limit, self._streams) and not self._closed:
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    break
+                self._lock.wait(left)
+            batch = [self._waiting.popleft() for _ in range(min(limit, len(self._waiting)))]
+            self._lock.notify_all()
+        return batch

@@ -1,0 +1,123 @@
+"""Cross-stream batching: the real tiny.en on a batch of espeak-ng sentences, and the batching thread's
+window, fairness and error rules with a scripted model."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+from test_transcribe import sentences_audio, wer
+
+from realtime.batching import BatchingOptions, BatchingTranscriber
+from realtime.frames import Transcript
+from realtime.transcribe import AsrOptions, Transcriber
+
+
+def test_batched_whisper_gives_the_texts_of_one_by_one(espeak_wav) -> None:
+    transcriber = Transcriber(AsrOptions())
+    audios = sentences_audio(espeak_wav)
+    one_by_one = [transcriber.transcribe(audio) for audio in audios]
+    batched = transcriber.transcribe_batch(audios)
+    assert [t.text for t in batched] == [t.text for t in one_by_one]
+    assert wer(list(espeak_wav.sentences), [t.text for t in batched]) <= 0.25
+    assert all(t.language == "en" and t.asr_ms > 0 for t in batched)
+
+
+class Scripted:
+    """Names each utterance by its first sample; blocks the first call until released."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def transcribe_batch(self, batch: list[np.ndarray]) -> list[Transcript]:
+        self.entered.set()
+        self.release.wait(10)
+        names = [int(samples[0]) for samples in batch]
+        self.batches.append(names)
+        if -1 in names:
+            raise RuntimeError("model broke")
+        return [Transcript(f"utterance {n}", "en", 0.1, 1.0) for n in names]
+
+
+def call(batcher: BatchingTranscriber, name: int, out: dict) -> threading.Thread:
+    def run() -> None:
+        try:
+            out[name] = batcher.transcribe(np.full(160, name, np.float32)).text
+        except RuntimeError as exc:
+            out[name] = str(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def wait_waiting(batcher: BatchingTranscriber, count: int) -> None:
+    for _ in range(1000):
+        with batcher._lock:
+            if len(batcher._waiting) >= count:
+                return
+        threading.Event().wait(0.005)
+    raise AssertionError("requests did not arrive")
+
+
+def test_waiting_utterances_are_served_in_arrival_order_and_capped_per_batch() -> None:
+    model = Scripted()
+    batcher = BatchingTranscriber(model, BatchingOptions(window_ms=0, max_batch_utterances=2))
+    batcher.set_streams(5)
+    out: dict[int, str] = {}
+    threads = [call(batcher, 0, out)]
+    assert model.entered.wait(10)  # the first call is taken alone and holds the model
+    for name in (1, 2, 3, 4):
+        threads.append(call(batcher, name, out))
+        wait_waiting(batcher, name)
+    model.release.set()
+    for thread in threads:
+        thread.join(10)
+    batcher.close()
+    assert model.batches == [[0], [1, 2], [3, 4]]
+    assert out == {n: f"utterance {n}" for n in range(5)}
+    assert batcher.metrics.batches == 3 and batcher.metrics.batch_size_peak == 2
+
+
+def test_a_batch_waits_for_the_other_streams_within_the_window() -> None:
+    model = Scripted()
+    model.release.set()
+    batcher = BatchingTranscriber(model, BatchingOptions(window_ms=5_000, max_batch_utterances=8))
+    batcher.set_streams(2)
+    out: dict[int, str] = {}
+    first = call(batcher, 1, out)
+    wait_waiting(batcher, 1)
+    second = call(batcher, 2, out)  # arrives within the window: both share one call
+    first.join(10)
+    second.join(10)
+    batcher.close()
+    assert model.batches == [[1, 2]]
+
+
+def test_a_model_error_reaches_every_caller_of_the_batch() -> None:
+    model = Scripted()
+    batcher = BatchingTranscriber(model, BatchingOptions(window_ms=5_000))
+    batcher.set_streams(2)
+    out: dict[int, str] = {}
+    threads = [call(batcher, -1, out)]
+    wait_waiting(batcher, 1)
+    threads.append(call(batcher, 7, out))
+    model.release.set()
+    for thread in threads:
+        thread.join(10)
+    batcher.close()
+    assert out == {-1: "model broke", 7: "model broke"}
+
+
+def test_one_stream_never_waits_for_company() -> None:
+    model = Scripted()
+    model.release.set()
+    # A window far longer than the join timeout: the call can only finish if it does not wait.
+    batcher = BatchingTranscriber(model, BatchingOptions(window_ms=600_000))
+    batcher.set_streams(1)
+    out: dict[int, str] = {}
+    call(batcher, 3, out).join(30)
+    batcher.close()
+    assert out == {3: "utterance 3"}
