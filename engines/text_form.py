@@ -43,3 +43,10 @@ def generic_speaker_labels(speakers: list[str]) -> list[str]:
             labels[name] = f"S{len(labels) + 1}"
         out.append(labels[name])
     return out
+
+
+def dialogue_speakers(speakers: list[str], speaker_labels: str) -> list[str]:
+    """A data set dialogue's speakers as the model was trained to see them (`TextEncoderConfig.speaker_labels`).
+
+    Live speakers come from attribution as `S1..Sk` already and never pass through here."""
+    return generic_speaker_labels(speakers) if speaker_labels == "generic" else speakers

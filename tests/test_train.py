@@ -168,3 +168,24 @@ def test_training_goes_on_while_dev_improves_and_stops_after_patience(tmp_path):
     assert best["epoch"] > 2, scores  # the fixed 5-epoch recipe would have cut a slower learner short
     assert len(history) == min(12, best["epoch"] + 2), scores
     assert max(scores[best["epoch"] :], default=0) <= best["weighted_f1"]
+    # evaluate/predict (the engine path) see the data's speakers as training did: S1..Sk, so the names
+    # in the file do not change a prediction
+    import numpy as np
+
+    from engines.engine import EngineOptions, load_engines
+    from training.engine_predict import predict_dialogues
+
+    checkpoint = load_checkpoint(tmp_path / "ckpt")
+    engines = load_engines(checkpoint, EngineOptions("torch"))
+    dialogue = load_dialogues(dev)[0]
+    renamed = Dialogue(
+        dialogue.dialogue_id,
+        [
+            replace(u, speaker={"A": "Ross", "B": "Rachel", "C": "Joey"}[u.speaker])
+            for u in dialogue.utterances
+        ],
+    )
+    first, second = (
+        predict_dialogues(engines, checkpoint, [d])[0].probabilities for d in (dialogue, renamed)
+    )
+    assert np.allclose(first, second, atol=1e-6)

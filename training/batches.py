@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from engines.text_encoder import SplitTextEncoder, TextEncoderConfig, build_input
-from engines.text_form import generic_speaker_labels
+from engines.text_form import dialogue_speakers
 from training.data import Dialogue
 from training.text_cache import TokenStateCache
 
@@ -39,9 +39,7 @@ def encode_dialogues(
     sequences, spans = [], []
     for dialogue in dialogues:
         texts = [u.text for u in dialogue.utterances]
-        speakers = [u.speaker for u in dialogue.utterances]
-        if text_config.speaker_labels == "generic":
-            speakers = generic_speaker_labels(speakers)
+        speakers = dialogue_speakers([u.speaker for u in dialogue.utterances], text_config.speaker_labels)
         for i in range(len(texts)):
             sequence, span = build_input(tokenizer, texts, speakers, i, text_config)
             sequences.append(sequence)

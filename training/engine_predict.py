@@ -12,6 +12,7 @@ import numpy as np
 from engines.engine import Engines
 from engines.stream import softmax
 from engines.text_encoder import build_input
+from engines.text_form import dialogue_speakers
 from training.batches import IGNORE
 from training.data import Dialogue
 
@@ -71,7 +72,9 @@ def predict_dialogues(
     sequences, spans = [], []
     for dialogue in dialogues:
         texts = [u.text for u in dialogue.utterances]
-        speakers = [u.speaker for u in dialogue.utterances]
+        speakers = dialogue_speakers(
+            [u.speaker for u in dialogue.utterances], checkpoint.text_config.speaker_labels
+        )
         for i in range(len(texts)):
             sequence, span = build_input(checkpoint.tokenizer, texts, speakers, i, checkpoint.text_config)
             sequences.append(sequence)
