@@ -30,6 +30,13 @@ STREAM_BASE = 1000
 """Sample value of chunk i of stream s: s * STREAM_BASE + i."""
 
 
+def harness_config() -> LiveConfig:
+    """The stand-in segmenter and recognizer offer no interim hooks: interim results off."""
+    config = LiveConfig()
+    config.pipeline.interim = False
+    return config
+
+
 def stream_chunks(stream: int, n: int) -> list[AudioChunk]:
     return [
         AudioChunk(np.full(CHUNK, stream * STREAM_BASE + i, np.float32), i * CHUNK / SAMPLE_RATE_HZ)
@@ -108,7 +115,7 @@ def three_streams() -> dict:
     messages: list[tuple[str, str]] = []
 
     async def scenario() -> list:
-        config = LiveConfig()
+        config = harness_config()
         config.pipeline.realtime = False
         models = Models(asr, recognizer)
         async with Runtime(
@@ -210,7 +217,7 @@ def run_until_signals(signals: int) -> tuple[list, FakeRecognizer]:
     jsonl = io.StringIO()
 
     async def scenario() -> list:
-        config = LiveConfig()
+        config = harness_config()
         runtime = Runtime(
             config,
             jsonl=jsonl,
@@ -249,7 +256,7 @@ def test_a_second_signal_aborts_every_stream() -> None:
 def test_add_stream_opens_a_source_spec_and_names_a_bad_one(tmp_path) -> None:
     async def scenario() -> None:
         models = Models(BatchAsr(), FakeRecognizer())
-        async with Runtime(LiveConfig(), models=models, handle_signals=False) as runtime:
+        async with Runtime(harness_config(), models=models, handle_signals=False) as runtime:
             with pytest.raises(MediaError, match="missing.mp4"):
                 await runtime.add_stream(str(tmp_path / "missing.mp4"), "bad")
             with pytest.raises(MqttSettingError, match="two streams"):
