@@ -79,14 +79,14 @@ def test_a_speaker_retired_by_a_merge_leaves_the_state() -> None:
 
 
 async def read_retained(broker: Mosquitto, pattern: str, settle_s: float = 1.5) -> dict[str, dict]:
-    """Every retained message under `pattern`, as a new subscriber receives them."""
+    """Every retained state message under `pattern`, as a new subscriber receives them."""
     found: dict[str, dict] = {}
     async with aiomqtt.Client("127.0.0.1", broker.port) as client:
         await client.subscribe(pattern, qos=1)
         try:
             async with asyncio.timeout(settle_s):
                 async for message in client.messages:
-                    if message.retain and not str(message.topic).endswith("/available"):
+                    if message.retain and str(message.topic).endswith("/state"):
                         found[str(message.topic)] = json.loads(message.payload.decode())
         except TimeoutError:
             pass
