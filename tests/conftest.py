@@ -56,11 +56,18 @@ def _require(tool: str) -> None:
         pytest.fail(f"{tool} is not installed (apt-get install {tool})")
 
 
-def synthesize(text: str, voice: str = VOICES[0]) -> np.ndarray:
+def synthesize(
+    text: str, voice: str = VOICES[0], pitch: int | None = None, rate_wpm: int | None = None
+) -> np.ndarray:
     """`text` spoken by espeak-ng, float32 at 16 kHz, trimmed to its sound."""
     _require("espeak-ng")
     _require("ffmpeg")
-    wav = subprocess.run(["espeak-ng", "-v", voice, "--stdout", text], capture_output=True, check=True).stdout
+    options = [
+        *(["-p", str(pitch)] if pitch is not None else []),
+        *(["-s", str(rate_wpm)] if rate_wpm else []),
+    ]
+    command = ["espeak-ng", "-v", voice, *options, "--stdout", text]
+    wav = subprocess.run(command, capture_output=True, check=True).stdout
     pcm = subprocess.run(
         ["ffmpeg", "-v", "error", "-i", "-", "-ar", str(SPEECH_RATE_HZ), "-ac", "1", "-f", "s16le", "-"],
         input=wav,

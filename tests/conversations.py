@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from conftest import SPEECH_RATE_HZ, _require, write_wav
+from conftest import SPEECH_RATE_HZ, synthesize, write_wav
 
 VOICES = (
     # (espeak voice, pitch 0-99, rate wpm): variants whose GE2E embeddings differ (same-voice cosine
@@ -56,20 +55,8 @@ class Conversation:
 
 def speak(text: str, voice: tuple[str, int, int]) -> np.ndarray:
     """`text` in `voice` (name, pitch, rate), float32 16 kHz, trimmed to its sound."""
-    _require("espeak-ng")
-    _require("ffmpeg")
     name, pitch, rate = voice
-    command = ["espeak-ng", "-v", name, "-p", str(pitch), "-s", str(rate), "--stdout", text]
-    wav = subprocess.run(command, capture_output=True, check=True).stdout
-    pcm = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", "-", "-ar", str(SPEECH_RATE_HZ), "-ac", "1", "-f", "s16le", "-"],
-        input=wav,
-        capture_output=True,
-        check=True,
-    ).stdout
-    samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768
-    voiced = np.flatnonzero(np.abs(samples) > 0.02)
-    return samples[voiced[0] : voiced[-1] + 1]
+    return synthesize(text, name, pitch, rate)
 
 
 def make_conversation(path: Path, n_speakers: int, n_turns: int, seed: int = 0) -> Conversation:
