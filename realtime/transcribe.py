@@ -78,8 +78,9 @@ class AsrOptions:
     """Threads for Whisper; the VAD and the recognizer need the other cores."""
     encoder_workers: int = 1
     """Utterances of one batch (several streams) encoded at once, each on `cpu_threads` threads."""
-    beam_size: int = 1
-    """1 = greedy decoding, deterministic and the fastest."""
+    beam_size: int = 5
+    """Beam width; 1 = greedy. On the short window beam 5 cut WER on spoken MELD dev from 29.4 % to
+    19.6 % (bench/live_accuracy.py) for ~10 ms more per utterance on the demo (p50 asr 123 -> 133 ms)."""
     language: str | None = "en"
     """Spoken language; None detects it per utterance (multilingual models only)."""
     no_speech_threshold: float = 0.6
@@ -219,7 +220,7 @@ class Transcriber:
         return [r for r in results if r is not None]
 
     def _decode_batch(self, audios: list[np.ndarray], window: int) -> list[tuple[str, float, float, float]]:
-        """Greedy decoding of several utterances padded to `window` frames: (text, no_speech_prob,
+        """Decoding of several utterances padded to `window` frames: (text, no_speech_prob,
         avg_logprob, compression_ratio) each, computed as faster-whisper's `generate_with_fallback` does."""
         import ctranslate2
         from faster_whisper.transcribe import get_compression_ratio
@@ -273,7 +274,7 @@ class Transcriber:
         return min(window, FULL_WINDOW_FRAMES) if frames <= FULL_WINDOW_FRAMES else window
 
     def _decode_window(self, audio: np.ndarray, window: int) -> tuple[str, str, float, float, float]:
-        """Encode the utterance padded to `window` mel frames, then decode greedily without timestamps."""
+        """Encode the utterance padded to `window` mel frames, then decode (beam `beam_size`) without timestamps."""
         model = self._model
         features = model.feature_extractor(audio)[:, :-1]
         features = np.pad(features, ((0, 0), (0, window - features.shape[-1])))
