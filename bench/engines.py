@@ -28,9 +28,10 @@ runtime_env.apply()
 import numpy as np
 import torch
 
+from engines.backends import load_engines
 from engines.checkpoint import load_checkpoint
 from engines.compile import export_graph
-from engines.engine import EngineOptions, load_engines
+from engines.engine import EngineOptions
 from engines.export_graphs import audio_spec, visual_spec
 from engines.extractor_store import new_extractor
 from engines.media_features import audio_vector
@@ -39,7 +40,7 @@ from engines.stream import SHIPPED_CHECKPOINT
 from engines.text_encoder import build_input
 from engines.torch_backend import TorchAudio, TorchVisual
 
-MELD_DEV = Path("/work/shared/datasets/meld/dev_sent_emo.csv")
+MELD_DEV = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "meld" / "dev_sent_emo.csv"
 CONTEXT = 12
 
 

@@ -25,9 +25,9 @@ def _parser() -> argparse.ArgumentParser:
 def run_compile(args: argparse.Namespace) -> int:
     import torch
 
+    from engines.backends import onnx_available
     from engines.checkpoint import load_checkpoint
     from engines.compile import cache_dir, compile_checkpoint, source_sha256
-    from engines.engine import onnx_available
     from engines.errors import CheckpointError
 
     if not onnx_available():

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from engines.backends import load_engines
 from engines.checkpoint import Checkpoint, check_checkpoint_files, load_checkpoint
-from engines.engine import EngineOptions, Engines, load_engines
+from engines.engine import EngineOptions, Engines
 from engines.errors import CheckpointError
 from engines.text_encoder import build_input
 

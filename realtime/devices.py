@@ -15,7 +15,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 
 import numpy as np
 
-from realtime.capture import (
+from realtime.feed import (
     _END,
     CaptureOptions,
     DeviceError,

@@ -13,8 +13,8 @@ import types
 import numpy as np
 import pytest
 
-from realtime.capture import _QUEUE_ITEMS, CaptureOptions, DeviceError
 from realtime.devices import LiveSource, MicrophoneSource, WebcamSource
+from realtime.feed import _QUEUE_ITEMS, CaptureOptions, DeviceError
 from realtime.frames import SAMPLE_RATE_HZ, AudioChunk, VideoFrame
 
 BLOCK = 512

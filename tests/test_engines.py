@@ -12,9 +12,10 @@ import torch
 
 import engines.text_encoder
 from engines.audio_extractor import AudioExtractorConfig, embed_audio
+from engines.backends import load_engines, resolve_backend
 from engines.checkpoint import extractor_path, load_checkpoint, save_checkpoint
 from engines.compile import compile_checkpoint, source_sha256
-from engines.engine import EngineOptions, load_engines, resolve_backend
+from engines.engine import EngineOptions
 from engines.errors import CheckpointError
 from engines.extractor_store import new_extractor, save_extractor
 from engines.m2fnet import M2FNet, M2FNetConfig

@@ -172,7 +172,8 @@ def test_training_goes_on_while_dev_improves_and_stops_after_patience(tmp_path):
     # in the file do not change a prediction
     import numpy as np
 
-    from engines.engine import EngineOptions, load_engines
+    from engines.backends import load_engines
+    from engines.engine import EngineOptions
     from training.engine_predict import predict_dialogues
 
     checkpoint = load_checkpoint(tmp_path / "ckpt")

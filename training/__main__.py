@@ -157,8 +157,9 @@ def _load(args):
 
     import torch
 
+    from engines.backends import load_engines
     from engines.checkpoint import load_checkpoint
-    from engines.engine import EngineOptions, load_engines
+    from engines.engine import EngineOptions
     from training.data import check_labels, load_dialogues
     from training.engine_predict import PredictionTiming, predict_dialogues
 
