@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
+
+from engines.cli_logging import configure_cli_logging
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -42,9 +43,7 @@ def run_compile(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    for noisy in ("httpx", "transformers", "huggingface_hub"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    configure_cli_logging()
     from engines.errors import CheckpointError
     from engines.extractor_store import ExtractorError
 

@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+from engines.cli_logging import configure_cli_logging
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -66,9 +68,7 @@ def _add_backend_arguments(command: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    for noisy in ("httpx", "transformers", "huggingface_hub"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    configure_cli_logging()
     from engines.errors import CheckpointError
     from engines.extractor_store import ExtractorError
     from training.data import DataError
