@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -178,15 +179,18 @@ def test_several_streams_share_one_connection(mosquitto: Mosquitto) -> None:
     asyncio.run(scenario())
 
 
-def test_last_will_marks_stream_offline_when_the_process_dies(mosquitto: Mosquitto) -> None:
-    stream = f"w-{uuid.uuid4().hex[:8]}"
+@contextlib.contextmanager
+def publisher_process(broker_url: str, options: str, streams: str, node_id: str | None = None):
+    """A publisher in a child process (so it can be killed): `options` builds its `MqttOptions`,
+    `streams` opens its streams on `publisher`. Yields the process once it has connected."""
+    node = f", node_id={node_id!r}" if node_id else ""
     script = textwrap.dedent(
         f"""
         import asyncio
         from realtime.publish import MqttOptions, MqttPublisher, parse_mqtt_url
         async def main():
-            publisher = MqttPublisher(parse_mqtt_url({mosquitto.url!r}), MqttOptions(keepalive_s=1))
-            publisher.open_stream({stream!r})
+            publisher = MqttPublisher(parse_mqtt_url({broker_url!r}), {options}{node})
+            {streams}
             await publisher.start()
             print("started", flush=True)
             await asyncio.sleep(60)
@@ -196,6 +200,16 @@ def test_last_will_marks_stream_offline_when_the_process_dies(mosquitto: Mosquit
     process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout.readline().strip() == "started"
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_last_will_marks_stream_offline_when_the_process_dies(mosquitto: Mosquitto) -> None:
+    stream = f"w-{uuid.uuid4().hex[:8]}"
+    opened = f"publisher.open_stream({stream!r})"
+    with publisher_process(mosquitto.url, "MqttOptions(keepalive_s=1)", opened) as process:
 
         async def scenario() -> None:
             async with Subscriber(mosquitto.port, f"m2fnet/{stream}/available") as sub:
@@ -204,31 +218,13 @@ def test_last_will_marks_stream_offline_when_the_process_dies(mosquitto: Mosquit
                 await sub.wait_for(lambda m: m[-1][1] == "offline")
 
         asyncio.run(scenario())
-    finally:
-        process.kill()
-        process.wait()
 
 
 def test_node_carries_the_last_will_and_streams_their_status(mosquitto: Mosquitto) -> None:
     tag = uuid.uuid4().hex[:8]
-    script = textwrap.dedent(
-        f"""
-        import asyncio
-        from realtime.publish import MqttOptions, MqttPublisher, parse_mqtt_url
-        async def main():
-            options = MqttOptions(keepalive_s=1, topic_prefix="n{tag}")
-            publisher = MqttPublisher(parse_mqtt_url({mosquitto.url!r}), options, node_id="box")
-            publisher.open_stream("a")
-            publisher.open_stream("b").set_status("source_lost")
-            await publisher.start()
-            print("started", flush=True)
-            await asyncio.sleep(60)
-        asyncio.run(main())
-        """
-    )
-    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout.readline().strip() == "started"
+    options = f"MqttOptions(keepalive_s=1, topic_prefix='n{tag}')"
+    opened = "publisher.open_stream('a'); publisher.open_stream('b').set_status('source_lost')"
+    with publisher_process(mosquitto.url, options, opened, node_id="box") as process:
 
         async def scenario() -> None:
             async with Subscriber(mosquitto.port, f"n{tag}/#") as sub:
@@ -240,9 +236,6 @@ def test_node_carries_the_last_will_and_streams_their_status(mosquitto: Mosquitt
                 await sub.wait_for(lambda m: m[-1][:2] == (f"n{tag}/box/available", "offline"))
 
         asyncio.run(scenario())
-    finally:
-        process.kill()
-        process.wait()
 
 
 def test_reconnects_and_delivers_what_was_kept(private_mosquitto: Mosquitto) -> None:
