@@ -8,12 +8,15 @@ User errors print one line `error: ...` on stderr and exit with status 2.
 
 from __future__ import annotations
 
+from engines import interrupts
+
+interrupts.install()
+
 from realtime import runtime_env
 
 runtime_env.apply()
 
 import argparse
-import asyncio
 import logging
 import sys
 from contextlib import ExitStack
@@ -147,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                         config, specs, console=console, jsonl=jsonl, on_broker=on, preview=preview
                     )
 
-            reports = asyncio.run(run())
+            reports = interrupts.run_async(run())
     except user_errors as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -191,4 +194,4 @@ def _open_jsonl(target: str | None, stack: ExitStack) -> TextIO | None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    interrupts.run_cli(main)

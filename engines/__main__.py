@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from engines import interrupts
+
+interrupts.install()
+
 import argparse
 import os
 import sys
@@ -55,4 +59,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    interrupts.run_cli(main)

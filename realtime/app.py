@@ -21,10 +21,8 @@ from typing import TextIO
 from engines.stream import checkpoint_path
 from realtime.capture import open_source
 from realtime.config import LiveConfig
-from realtime.metrics import PipelineMetrics
 from realtime.pipeline import MediaSource
 from realtime.preview import Preview
-from realtime.publish import PublisherMetrics
 from realtime.runtime import Runtime, StreamReport, utterance_input
 from realtime.speakers import check_enrolment
 
@@ -81,11 +79,6 @@ async def serve(
         runtime = Runtime(config, console=console, jsonl=jsonl, label_console=len(specs) > 1, node_id=node)
         try:
             await runtime.start()
-            if runtime.models is None:
-                return [
-                    StreamReport(s.stream_id, runtime.broker_url, PipelineMetrics(), PublisherMetrics())
-                    for s in specs
-                ]
             if on_broker is not None:
                 on_broker(runtime.broker_url, [s.stream_id for s in specs])
             for i, (spec, source) in enumerate(zip(specs, sources)):

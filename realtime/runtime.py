@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Self, TextIO, TypeVar
+from typing import Any, Protocol, Self, TextIO
 
 import numpy as np
 
+from engines import interrupts
 from realtime.batching import BatchingMetrics, BatchingTranscriber, BatchTranscriber
 from realtime.broker import EmbeddedBroker
 from realtime.capture import DeviceError, MediaError, open_source
@@ -44,8 +44,6 @@ from realtime.speakers import Embedder, SpeakerAttributor, enrol
 from realtime.vad import VadOptions, VadSegmenter
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 class EmotionModel(Protocol):
@@ -164,6 +162,7 @@ class Runtime:
         self._streams: dict[str, _Stream] = {}
         self._stopped = asyncio.Event()
         self._signals = 0
+        self._saved_signals: dict[int, interrupts.Handler] = {}
         self._active = 0
 
     async def __aenter__(self) -> Self:
@@ -179,23 +178,20 @@ class Runtime:
         return self._stopped.is_set()
 
     async def start(self) -> None:
-        """Broker, MQTT connection, then the models. `BrokerUnreachableError` if the broker is away; a
-        signal during the model load returns early with `stopped` set."""
+        """Broker, MQTT connection, then the models. `BrokerUnreachableError` if the broker is away.
+
+        The signals are taken over last: until the models are loaded there is nothing to finish, and a
+        signal interrupts the start-up (`engines.interrupts`)."""
         address = await self._start_broker()
         self.broker_url = address.url
         self._publisher = MqttPublisher(address, self.config.mqtt, node_id=self._node_id)
         await self._publisher.start()
-        if self._handle_signals:
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, self._on_signal)
         if self.models is None:
-            self.models = await self._unless_stopped(load_models(self.config))
-            if self.models is None:
-                logger.info("stopped before the models were loaded")
-                return
+            self.models = await load_models(self.config)
         self._batcher = BatchingTranscriber(self.models.transcriber, self.config.batching)
         self.batching_metrics = self._batcher.metrics
+        if self._handle_signals:
+            self._saved_signals = interrupts.lend_to_loop(asyncio.get_running_loop(), self._on_signal)
 
     async def add_stream(
         self,
@@ -274,11 +270,10 @@ class Runtime:
             stream.pipeline.abort()
 
     async def close(self) -> None:
-        """Abort what still runs, then deliver the MQTT outbox (every stream `offline`) and stop."""
-        if self._handle_signals:
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
+        """Abort what still runs, then deliver the MQTT outbox (every stream `offline`) and stop.
+
+        The signals stay with the runtime until the end: the delivery is bounded by
+        `mqtt.shutdown_drain_timeout_s`, and an interrupt in the middle would skip the broker's stop."""
         running = [s.task for s in self._streams.values() if s.task is not None and not s.task.done()]
         if running:
             self.abort()
@@ -302,6 +297,9 @@ class Runtime:
         for writer in (self._console, self._jsonl_writer):
             if writer is not None:
                 await asyncio.to_thread(writer.close)
+        if self._saved_signals:  # held to the end: a signal while delivering the outbox changes nothing
+            interrupts.take_back(self._saved_signals)
+            self._saved_signals = {}
 
     async def _serve(self, stream: _Stream) -> StreamReport:
         error: Exception | None = None
@@ -347,14 +345,3 @@ class Runtime:
             self.stop()
         else:
             self.abort()
-
-    async def _unless_stopped(self, work: Awaitable[T]) -> T | None:
-        """Await `work`, or return None as soon as a signal arrives."""
-        task = asyncio.ensure_future(work)
-        stopped = asyncio.create_task(self._stopped.wait())
-        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        stopped.cancel()
-        if task.done():
-            return task.result()
-        task.cancel()
-        return None

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from engines import interrupts
+
+interrupts.install()
+
 import argparse
 import json
 import logging
@@ -263,4 +267,4 @@ COMMANDS = {
 }
 
 if __name__ == "__main__":
-    sys.exit(main())
+    interrupts.run_cli(main)
