@@ -4,6 +4,10 @@ Examples: `python run_live.py --source demo` (embedded broker, its URL printed);
 `python run_live.py --source talk.mp4 --no-realtime --mqtt mqtt://localhost:1883 --jsonl -`;
 `python run_live.py --source a.mp4 --source rtsp://cam/1 --jsonl -` (two streams, one process).
 User errors print one line `error: ...` on stderr and exit with status 2.
+SIGINT/SIGTERM: once the models are loaded, the streams stop gracefully (what was heard is published;
+a second signal aborts) and the status is as for a normal end (0); earlier, the start-up is
+interrupted: one line `interrupted (SIGINT)`, status 130 (SIGINT) or 143 (SIGTERM), no traceback.
+The handlers are installed first thing, before any heavy import (engines/interrupts.py).
 """
 
 from __future__ import annotations

@@ -2,10 +2,11 @@
 
 `install()` runs first thing in a tool, before its heavy imports (torch alone takes seconds), so no
 moment is left to Python's defaults: a KeyboardInterrupt traceback for SIGINT, an abrupt kill that
-skips every `finally` for SIGTERM. A signal then raises `Interrupted` in the main thread, which unwinds
-like Ctrl-C (cleanups run) up to `run_cli`, which exits 128 + the signal number, as shells report.
-Code that stops gracefully instead (the live runtime while its streams run) lends the signals to its
-event loop with `lend_to_loop` and takes them back with `take_back`.
+skips every `finally` for SIGTERM. The first signal raises `Interrupted` in the main thread (or, inside
+`run_async`, cancels its coroutine), so cleanups run; the process then prints one line and exits
+128 + the signal number, as shells report. A second signal exits at once. Code that stops gracefully
+instead (the live runtime while its streams run) lends the signals to its event loop with
+`lend_to_loop` and gives them back with `take_back`.
 """
 
 from __future__ import annotations
