@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from engines import interrupts
 
-interrupts.install()
+if __name__ == "__main__":  # imported (by a test), it leaves the signals alone
+    interrupts.install()
 
 from realtime import runtime_env
 

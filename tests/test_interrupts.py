@@ -220,3 +220,21 @@ def test_run_live_sigint_while_running_stops_gracefully() -> None:
     assert "Traceback" not in stderr.decode() and "interrupted" not in stderr.decode()
     ids = [json.loads(line)["utterance_id"] for line in [first, *rest.splitlines()]]
     assert ids == list(range(1, len(ids) + 1))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_training_cli_interrupted_while_importing(tmp_path: Path, sig: signal.Signals) -> None:
+    """`python -m training` shares the handling (its parser imports torch: seconds here)."""
+    args = ["evaluate", "--checkpoint", str(tmp_path), "--data", str(tmp_path / "dev.csv")]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "training", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=child_env(),
+    )
+    wait_until_handled(process)
+    process.send_signal(sig)
+    stdout, stderr = process.communicate(timeout=TIMEOUT_S)
+    assert_interrupted(process.returncode, stderr.decode(), sig)
+    assert stdout == b""

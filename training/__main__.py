@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from engines import interrupts
 
-interrupts.install()
+if __name__ == "__main__":  # imported (by a test), it leaves the signals alone
+    interrupts.install()
 
 import argparse
 import json
