@@ -18,8 +18,9 @@ from collections.abc import Callable, Coroutine
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
-if TYPE_CHECKING:  # asyncio is imported where used: `install()` runs before any import it can avoid
+if TYPE_CHECKING:  # imported where used: `install()` runs before any import it can avoid
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -68,7 +69,9 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
         global _main_task
         task = asyncio.current_task()
         assert task is not None
-        _main_task = (asyncio.get_running_loop(), task)
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(_pool_that_lets_go())
+        _main_task = (loop, task)
         try:
             return await main
         finally:
@@ -83,6 +86,19 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
     if _received is not None:  # `main` swallowed the cancellation
         raise Interrupted(_received)
     return result
+
+
+def _pool_that_lets_go() -> ThreadPoolExecutor:
+    """`asyncio.to_thread`'s pool, which `asyncio.run` waits for at its end: after an interrupt, not
+    for a model that is still loading (seconds, and it cannot be cancelled)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    class Pool(ThreadPoolExecutor):
+        def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+            interrupted = _received is not None
+            super().shutdown(wait=wait and not interrupted, cancel_futures=cancel_futures or interrupted)
+
+    return Pool()
 
 
 def lend_to_loop(loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) -> dict[int, Handler]:
