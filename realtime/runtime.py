@@ -163,6 +163,8 @@ class Runtime:
         self._stopped = asyncio.Event()
         self._signals = 0
         self._saved_signals: dict[int, interrupts.Handler] = {}
+        self._delivery: asyncio.Future[None] | None = None
+        """The final delivery of the outbox while closing; `abort()` (a second signal) cancels it."""
         self._active = 0
 
     async def __aenter__(self) -> Self:
@@ -266,14 +268,19 @@ class Runtime:
             stream.pipeline.stop()
 
     def abort(self) -> None:
+        """Drop what is in flight; while closing, stop waiting for the broker to take the outbox."""
         for stream in self._streams.values():
-            stream.pipeline.abort()
+            if stream.task is not None and not stream.task.done():
+                stream.pipeline.abort()
+        if self._delivery is not None:
+            self._delivery.cancel()
 
     async def close(self) -> None:
         """Abort what still runs, then deliver the MQTT outbox (every stream `offline`) and stop.
 
         The signals stay with the runtime until the end: the delivery is bounded by
-        `mqtt.shutdown_drain_timeout_s`, and an interrupt in the middle would skip the broker's stop."""
+        `mqtt.shutdown_drain_timeout_s` and a second signal gives it up (`abort`), where an interrupt
+        in the middle would skip the broker's stop."""
         running = [s.task for s in self._streams.values() if s.task is not None and not s.task.done()]
         if running:
             self.abort()
@@ -291,7 +298,15 @@ class Runtime:
             )
         self._emotion_pool.shutdown(wait=False, cancel_futures=True)
         if self._publisher is not None:
-            await self._publisher.close()
+            self._delivery = asyncio.ensure_future(self._publisher.close())
+            await asyncio.wait({self._delivery})
+            if self._delivery.cancelled():
+                logger.warning(
+                    "stopped waiting for the MQTT broker: %d message(s) not delivered",
+                    len(self._publisher.outbox),
+                )
+            else:
+                self._delivery.result()
         if self._broker is not None:
             await self._broker.stop()
         for writer in (self._console, self._jsonl_writer):

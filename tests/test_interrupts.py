@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -238,3 +239,25 @@ def test_training_cli_interrupted_while_importing(tmp_path: Path, sig: signal.Si
     stdout, stderr = process.communicate(timeout=TIMEOUT_S)
     assert_interrupted(process.returncode, stderr.decode(), sig)
     assert stdout == b""
+
+
+@needs_checkpoint
+def test_a_second_signal_stops_waiting_for_a_broker_that_is_gone(private_mosquitto: Mosquitto) -> None:
+    """The broker dies after the first result; once the streams have ended the runtime waits for it
+    to take the outbox (`mqtt.shutdown_drain_timeout_s`). A first signal changes nothing there, a
+    second gives up at once: one warning with the count, no traceback, the status of a normal end."""
+    process = start_demo("--mqtt", private_mosquitto.url, "-v")
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.readline()
+    private_mosquitto.kill()
+    while (line := process.stderr.readline()) and "Whisper:" not in line.decode():
+        pass  # logged by `Runtime.close` just before the final delivery
+    assert line, "the run ended before closing"
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=TIMEOUT_S)
+    text = stderr.decode()
+    assert process.returncode == 0, text[-3000:]
+    assert "Traceback" not in text and "unreachable at shutdown" not in text, text[-3000:]
+    assert re.search(r"stopped waiting for the MQTT broker: [1-9]\d* message\(s\) not delivered", text), text
