@@ -3,7 +3,9 @@
 Examples: `python run_live.py --source demo` (embedded broker, its URL printed);
 `python run_live.py --source talk.mp4 --no-realtime --mqtt mqtt://localhost:1883 --jsonl -`;
 `python run_live.py --source a.mp4 --source rtsp://cam/1 --jsonl -` (two streams, one process).
-User errors print one line `error: ...` on stderr and exit with status 2.
+Exit status: 0 when every result was acknowledged by the broker; 2 for a user error (one line
+`error: ...` on stderr) or a stream whose source failed; 3 when results were produced that the broker
+never acknowledged (it stayed away until the end; the line says how many).
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import logging
 import sys
 from contextlib import ExitStack
 from typing import TextIO
+
+UNDELIVERED_EXIT = 3
+"""Exit status of a run whose results did not all reach the broker."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -154,7 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     failed = [r for r in reports if r.error is not None]
     for report in failed:
         print(f"error: stream {report.stream_id}: {report.error}", file=sys.stderr)
-    return 2 if failed else 0
+    undelivered = [r for r in reports if r.delivery.undelivered]
+    for report in undelivered:
+        print(
+            f"error: stream {report.stream_id}: {report.delivery.undelivered} of {report.delivery.produced} "
+            f"results not acknowledged by the MQTT broker at {report.broker_url}",
+            file=sys.stderr,
+        )
+    return 2 if failed else UNDELIVERED_EXIT if undelivered else 0
 
 
 def _apply_flags(config, args: argparse.Namespace) -> None:

@@ -31,6 +31,12 @@ class LatencyStats:
             return float("nan")
         return float(np.percentile(np.fromiter(self.recent_ms, dtype=np.float64), q))
 
+    def window_since(self, count_before: int) -> LatencyStats:
+        """The samples added since `count` was `count_before` (as many as the window still holds)."""
+        new = min(self.count - count_before, len(self.recent_ms))
+        recent = list(self.recent_ms)[len(self.recent_ms) - new :] if new > 0 else []
+        return LatencyStats(count=new, total_ms=sum(recent), recent_ms=deque(recent, maxlen=LATENCY_WINDOW))
+
     def summary(self) -> dict[str, float]:
         return {
             "count": self.count,

@@ -165,6 +165,10 @@ class Pipeline:
         self._started = 0.0
         self._source_error: Exception | None = None
 
+    def queue_depths(self) -> dict[str, int]:
+        """Items waiting now in the segment (VAD -> Whisper) and utterance (Whisper -> recognizer) queues."""
+        return {"segments": self._segments.qsize(), "utterances": self._utterances.qsize()}
+
     def stop(self) -> None:
         """Stop capturing; finish and publish what was already heard (graceful)."""
         if not self._stop.is_set():
