@@ -17,7 +17,9 @@ BLOCK_SAMPLES = 160
 QUIET_FRACTION = 0.03
 """A block is quiet below this fraction (-30 dB) of the window's loud blocks (its 95th RMS percentile)..."""
 NOISE_FLOOR_FACTOR = 2.0
-"""... or below this multiple of its quietest block, so that a pause in background noise still counts."""
+"""... or below this multiple of its quietest block, so that a pause in background noise still counts..."""
+MAX_QUIET_FRACTION = 0.25
+"""... but never above this fraction (-12 dB) of the loud blocks, or an even sound would be all quiet."""
 MIN_PAUSE_BLOCKS = 8
 """80 ms: a shorter quiet stretch is taken for a consonant closure, not a pause between words."""
 VAD_LAG_FRAMES = 3
@@ -39,7 +41,8 @@ def find_pause(
     if blocks == 0:
         return None
     rms = np.sqrt(np.mean(np.square(samples[: blocks * BLOCK_SAMPLES].reshape(blocks, -1)), axis=1))
-    floor = max(QUIET_FRACTION * float(np.percentile(rms, 95)), NOISE_FLOOR_FACTOR * float(rms.min()))
+    loud = float(np.percentile(rms, 95))
+    floor = min(max(QUIET_FRACTION * loud, NOISE_FLOOR_FACTOR * float(rms.min())), MAX_QUIET_FRACTION * loud)
     quiet = rms < floor
     heard = np.asarray(probabilities) < threshold
     best: tuple[int, int] | None = None
