@@ -22,6 +22,21 @@ _CHARS_UTF8 = 1
 _SOUND_LEVEL = 0.01
 """A sample above this (about -40 dBFS) is sound: where a word's sound ends inside its time slot."""
 
+MONOLOGUE = (
+    "Good morning everyone, and thank you for coming in so early today. "
+    "I want to walk you through the plan for the next quarter, because a few things have changed. "
+    "First, the new warehouse on the river road is open, and the team there, as you know, "
+    "has shipped its first orders. Second, we are hiring four engineers, for the mobile app, "
+    "so please, send good candidates my way. Third, the travel budget is smaller this year, "
+    "which means that most customer visits, for now, will happen over video. I know, that is not ideal, "
+    "but the numbers, from last spring, show that video calls work almost as well. Finally, "
+    "I would like every team to write a short report, before the end of the month, describing what went "
+    "well, what went badly, and what you would change. We will read them together, at the next meeting, "
+    "and then, as a group, decide where to spend the rest of the money."
+)
+"""About 50 s at espeak's normal rate, with a pause of 110-350 ms at most commas and full stops: none
+reaches `min_silence_ms`, so only forced splits cut it."""
+
 
 class _Event(ctypes.Structure):
     """`espeak_EVENT` of speak_lib.h (the `id` union is pointer-sized)."""

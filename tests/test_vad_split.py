@@ -6,25 +6,12 @@ import itertools
 
 import numpy as np
 import pytest
-from espeak_words import SpokenWords, speak_words
+from espeak_words import MONOLOGUE, SpokenWords, speak_words
 from test_vad import feed
 
 from realtime.frames import SAMPLE_RATE_HZ, SpeechSegment
 from realtime.vad import FRAME_SAMPLES, VadOptions, VadSegmenter
 
-MONOLOGUE = (
-    "Good morning everyone, and thank you for coming in so early today. "
-    "I want to walk you through the plan for the next quarter, because a few things have changed. "
-    "First, the new warehouse on the river road is open, and the team there, as you know, "
-    "has shipped its first orders. Second, we are hiring four engineers, for the mobile app, "
-    "so please, send good candidates my way. Third, the travel budget is smaller this year, "
-    "which means that most customer visits, for now, will happen over video. I know, that is not ideal, "
-    "but the numbers, from last spring, show that video calls work almost as well. Finally, "
-    "I would like every team to write a short report, before the end of the month, describing what went "
-    "well, what went badly, and what you would change. We will read them together, at the next meeting, "
-    "and then, as a group, decide where to spend the rest of the money."
-)
-"""About 50 s at espeak's normal rate: no pause reaches `min_silence_ms`, so only forced splits cut it."""
 MAX_UTTERANCE_S = 7.0
 PAUSE_SAMPLES = SAMPLE_RATE_HZ // 10
 """A silence between words of 100 ms or more is a pause (espeak's last 110-340 ms here)."""
