@@ -33,6 +33,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "batching.max_waiting": (1, 100_000),
     "vad.threshold": (0.0, 1.0),
     "vad.max_utterance_s": (0.5, 3600.0),
+    "vad.split_search_s": (0.0, 60.0),
     "speakers.threshold": (-1.0, 1.0),
     "speakers.max_speakers": (1, 100),
     "speakers.ema_factor": (0.01, 1.0),

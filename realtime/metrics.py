@@ -53,6 +53,10 @@ class PipelineMetrics:
     audio_chunks: int = 0
     video_frames: int = 0
     segments: int = 0
+    forced_splits: int = 0
+    """Segments cut because they reached `vad.max_utterance_s` (in a pause when there was one)."""
+    forced_splits_without_pause: int = 0
+    """Of those, the ones cut at the limit because the last `vad.split_search_s` held no pause."""
     segments_dropped: int = 0
     """Segments discarded because the ASR queue was full (realtime mode only)."""
     empty_transcripts: int = 0

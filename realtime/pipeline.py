@@ -261,6 +261,8 @@ class Pipeline:
         if self._interim is not None:
             self._interim.utterance_closed()
         self.metrics.segments += 1
+        self.metrics.forced_splits += segment.forced_split
+        self.metrics.forced_splits_without_pause += segment.forced_without_pause
         if self.options.realtime and self._segments.full():
             dropped = self._segments.get_nowait()
             self.metrics.segments_dropped += 1
