@@ -62,6 +62,8 @@ class StreamStats:
                 "produced": self.delivery.produced,
                 "acknowledged": self.delivery.acknowledged,
                 "empty_transcripts": self.pipeline.empty_transcripts,
+                "forced_splits": self.pipeline.forced_splits,
+                "forced_splits_without_pause": self.pipeline.forced_splits_without_pause,
             },
             "interim": {
                 "published": self.pipeline.interim_published,
