@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-SAMPLE_RATE_HZ = 16_000
+from engines.media_format import SAMPLE_RATE_HZ
 
 
 @dataclass(frozen=True, slots=True)
