@@ -36,7 +36,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--backend", choices=["torch", "onnx", "auto"], help="recognizer backend (default: auto)"
     )
-    parser.add_argument("--mqtt", help="mqtt://[user:pass@]host:port (default: an embedded broker)")
+    parser.add_argument(
+        "--mqtt", help="mqtt://[user:pass@]host:port or mqtts://... (TLS) (default: an embedded broker)"
+    )
+    parser.add_argument("--mqtt-ca", metavar="FILE", help="CA of an mqtts:// broker (default: system store)")
+    parser.add_argument("--mqtt-cert", metavar="FILE", help="client certificate for an mqtts:// broker")
+    parser.add_argument("--mqtt-key", metavar="FILE", help="private key of --mqtt-cert")
     parser.add_argument("--topic-prefix", help="first topic level (default: m2fnet)")
     parser.add_argument(
         "--stream-id",
@@ -88,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     from realtime.capture import DeviceError, MediaError
     from realtime.config import ConfigError, load_live_config
     from realtime.consumers import Consumers
+    from realtime.mqtt_tls import TlsSettingError
     from realtime.overlay import OverlayError
     from realtime.preview import Preview, PreviewError, PreviewOptions
     from realtime.publish import BrokerUnreachableError, MqttSettingError
@@ -100,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         DeviceError,
         BrokerUnreachableError,
         MqttSettingError,
+        TlsSettingError,
         ConfigError,
         CheckpointError,
         AsrModelError,
@@ -164,6 +171,9 @@ def _apply_flags(config, args: argparse.Namespace) -> None:
         config.engine.backend = args.backend
     if args.mqtt:
         config.mqtt.url = args.mqtt
+    for flag in ("ca", "cert", "key"):
+        if getattr(args, f"mqtt_{flag}"):
+            setattr(config.mqtt, f"{flag}_file", getattr(args, f"mqtt_{flag}"))
     if args.topic_prefix:
         config.mqtt.topic_prefix = args.topic_prefix
     if args.stream_id and len(args.stream_id) == 1:
