@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("amqtt", "transitions", "faster_whisper", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # aiomqtt logs socket errors at ERROR; the publisher reports each failure itself (one line at start).
+    logging.getLogger("mqtt").setLevel(logging.DEBUG if args.verbose >= 2 else logging.CRITICAL)
 
     from engines.errors import CheckpointError
     from realtime.app import serve

@@ -27,13 +27,13 @@ def tls_context(tls: bool, options: MqttOptions) -> ssl.SSLContext | None:
     """The context for a connection: None without `tls`; else the broker's certificate is verified
     against `options.ca_file` (None: the system's trust store) and its host name checked, and
     `cert_file` / `key_file`, when given, are shown to a broker that asks for a client certificate."""
-    given = [flag for flag, path in _files(options) if path]
+    given = [what for what, path in _files(options) if path]
     if not tls:
         if given:
             raise TlsSettingError(f"{given[0]} is for TLS: give an mqtts:// broker URL (--mqtt)")
         return None
     if options.key_file and not options.cert_file:
-        raise TlsSettingError(f"{_KEY} {options.key_file}: a key needs its certificate ({_CERT})")
+        raise TlsSettingError(f"{_KEY} {options.key_file}: a key needs its certificate, {_CERT}")
     ca = _readable(options.ca_file, _CA)
     try:
         context = ssl.create_default_context(cafile=ca)
@@ -46,8 +46,8 @@ def tls_context(tls: bool, options: MqttOptions) -> ssl.SSLContext | None:
             context.load_cert_chain(cert, key)
         except ssl.SSLError as exc:
             raise TlsSettingError(
-                f"{_CERT} {cert}{f' / {_KEY} {key}' if key else ''}: not a PEM certificate and its "
-                f"private key ({exc.reason or 'unreadable'})"
+                f"{_CERT} {cert}: no PEM certificate with its private key "
+                f"({f'{_KEY} {key}, ' if key else ''}{exc.reason or 'unreadable'})"
             ) from None
     return context
 
@@ -58,19 +58,21 @@ def describe_connect_error(exc: aiomqtt.MqttError, tls: bool) -> str:
         return "not authorised (user name or password)"
     cause = exc.__cause__ or exc.__context__
     if isinstance(cause, ssl.SSLCertVerificationError):
-        return f"TLS certificate verify failed: {cause.verify_message} (check {_CA})"
+        return f"TLS certificate verify failed: {cause.verify_message} (check the {_CA})"
     if tls and isinstance(cause, ssl.SSLError | ConnectionResetError):
         return f"TLS handshake failed ({exc}); is the port a TLS listener?"
     if isinstance(cause, TimeoutError):
         if tls:
-            return f"no answer ({exc}); a broker that refuses a client certificate looks like this ({_CERT})"
+            return (
+                f"no answer ({exc}); a broker that refuses the client certificate looks like this ({_CERT})"
+            )
         return f"no answer ({exc}); if the port expects TLS, use mqtts://"
     return str(exc)
 
 
-_CA = "--mqtt-ca (mqtt.ca_file)"
-_CERT = "--mqtt-cert (mqtt.cert_file)"
-_KEY = "--mqtt-key (mqtt.key_file)"
+_CA = "MQTT CA file (--mqtt-ca, mqtt.ca_file)"
+_CERT = "MQTT client certificate (--mqtt-cert, mqtt.cert_file)"
+_KEY = "MQTT client key (--mqtt-key, mqtt.key_file)"
 
 
 def _files(options: MqttOptions) -> list[tuple[str, str | None]]:
