@@ -173,9 +173,12 @@ def _apply_flags(config, args: argparse.Namespace) -> None:
         config.engine.backend = args.backend
     if args.mqtt:
         config.mqtt.url = args.mqtt
-    for flag in ("ca", "cert", "key"):
-        if getattr(args, f"mqtt_{flag}"):
-            setattr(config.mqtt, f"{flag}_file", getattr(args, f"mqtt_{flag}"))
+    if args.mqtt_ca:
+        config.mqtt.ca_file = args.mqtt_ca
+    if args.mqtt_cert:
+        config.mqtt.cert_file = args.mqtt_cert
+    if args.mqtt_key:
+        config.mqtt.key_file = args.mqtt_key
     if args.topic_prefix:
         config.mqtt.topic_prefix = args.topic_prefix
     if args.stream_id and len(args.stream_id) == 1:

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 NOT_AUTHORISED_CODES = frozenset({4, 5, 134, 135})
 """CONNACK refusals for credentials: MQTT 3.1.1 return codes 4 and 5, their MQTT 5 reason codes 134, 135."""
+_CA = "MQTT CA file (--mqtt-ca, mqtt.ca_file)"
+_CERT = "MQTT client certificate (--mqtt-cert, mqtt.cert_file)"
+_KEY = "MQTT client key (--mqtt-key, mqtt.key_file)"
 
 
 class TlsSettingError(ValueError):
@@ -63,16 +66,9 @@ def describe_connect_error(exc: aiomqtt.MqttError, tls: bool) -> str:
         return f"TLS handshake failed ({exc}); is the port a TLS listener?"
     if isinstance(cause, TimeoutError):
         if tls:
-            return (
-                f"no answer ({exc}); a broker that refuses the client certificate looks like this ({_CERT})"
-            )
+            return f"no answer ({exc}); over TLS a refused client certificate also looks like this ({_CERT})"
         return f"no answer ({exc}); if the port expects TLS, use mqtts://"
     return str(exc)
-
-
-_CA = "MQTT CA file (--mqtt-ca, mqtt.ca_file)"
-_CERT = "MQTT client certificate (--mqtt-cert, mqtt.cert_file)"
-_KEY = "MQTT client key (--mqtt-key, mqtt.key_file)"
 
 
 def _files(options: MqttOptions) -> list[tuple[str, str | None]]:

@@ -16,6 +16,7 @@ from mosquitto import Mosquitto, ServerTls
 from test_run_live_e2e import assert_one_line_error, run_cli
 from tls_certs import CertFiles, make_certs
 
+from realtime.config import load_live_config
 from realtime.ha_discovery import HaDiscoveryOptions, announce_once, config_topic
 from realtime.messages import EmotionResult
 from realtime.mqtt_tls import TlsSettingError, tls_context
@@ -100,6 +101,19 @@ def test_tls_files_are_checked_and_named(tmp_path: Path, certs: CertFiles) -> No
             tls_context(tls, options)
 
 
+def test_tls_files_are_settable_in_yaml(tmp_path: Path, certs: CertFiles) -> None:
+    config_file = tmp_path / "live.yaml"
+    config_file.write_text(
+        f"mqtt:\n  url: mqtts://h\n  ca_file: {certs.ca}\n  cert_file: {certs.client_cert}\n"
+        f"  key_file: {certs.client_key}\n"
+    )
+    options = load_live_config(config_file).mqtt
+    assert (options.ca_file, options.cert_file, options.key_file) == tuple(
+        map(str, (certs.ca, certs.client_cert, certs.client_key))
+    )
+    assert isinstance(tls_context(True, options), ssl.SSLContext)
+
+
 async def _subscribe_and_publish(
     broker: Mosquitto, certs: CertFiles, options: MqttOptions, url: str | None = None
 ) -> list[dict]:
@@ -160,7 +174,7 @@ async def _client_certificate(broker: Mosquitto, certs: CertFiles, other_certs: 
         connect_timeout_s=1.0,
     )
     for options in (wrong_cert, MqttOptions(ca_file=str(certs.ca), connect_timeout_s=1.0)):
-        with pytest.raises(BrokerUnreachableError, match=r"refuses the client certificate.*--mqtt-cert"):
+        with pytest.raises(BrokerUnreachableError, match=r"refused client certificate.*--mqtt-cert"):
             await MqttPublisher(parse_mqtt_url(broker_url(broker)), options).start()
 
 
