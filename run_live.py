@@ -41,7 +41,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--backend", choices=["torch", "onnx", "auto"], help="recognizer backend (default: auto)"
     )
-    parser.add_argument("--mqtt", help="mqtt://[user:pass@]host:port (default: an embedded broker)")
+    parser.add_argument(
+        "--mqtt", help="mqtt://[user:pass@]host:port or mqtts://... (TLS) (default: an embedded broker)"
+    )
+    parser.add_argument("--mqtt-ca", metavar="FILE", help="CA of an mqtts:// broker (default: system store)")
+    parser.add_argument("--mqtt-cert", metavar="FILE", help="client certificate for an mqtts:// broker")
+    parser.add_argument("--mqtt-key", metavar="FILE", help="private key of --mqtt-cert")
     parser.add_argument("--topic-prefix", help="first topic level (default: m2fnet)")
     parser.add_argument(
         "--stream-id",
@@ -87,12 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("amqtt", "transitions", "faster_whisper", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # aiomqtt logs socket errors at ERROR; the publisher reports each failure itself (one line at start).
+    logging.getLogger("mqtt").setLevel(logging.DEBUG if args.verbose >= 2 else logging.CRITICAL)
 
     from engines.errors import CheckpointError
     from realtime.app import serve
     from realtime.capture import DeviceError, MediaError
     from realtime.config import ConfigError, load_live_config
     from realtime.consumers import Consumers
+    from realtime.mqtt_tls import TlsSettingError
     from realtime.overlay import OverlayError
     from realtime.preview import Preview, PreviewError, PreviewOptions
     from realtime.publish import BrokerUnreachableError, MqttSettingError
@@ -105,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         DeviceError,
         BrokerUnreachableError,
         MqttSettingError,
+        TlsSettingError,
         ConfigError,
         CheckpointError,
         AsrModelError,
@@ -176,6 +185,12 @@ def _apply_flags(config, args: argparse.Namespace) -> None:
         config.engine.backend = args.backend
     if args.mqtt:
         config.mqtt.url = args.mqtt
+    if args.mqtt_ca:
+        config.mqtt.ca_file = args.mqtt_ca
+    if args.mqtt_cert:
+        config.mqtt.cert_file = args.mqtt_cert
+    if args.mqtt_key:
+        config.mqtt.key_file = args.mqtt_key
     if args.topic_prefix:
         config.mqtt.topic_prefix = args.topic_prefix
     if args.stream_id and len(args.stream_id) == 1:

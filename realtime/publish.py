@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 import time
 import uuid
 from collections import deque
@@ -29,6 +30,7 @@ import aiomqtt
 
 from realtime.messages import EmotionResult
 from realtime.metrics import LatencyStats
+from realtime.mqtt_tls import describe_connect_error, tls_context
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +52,13 @@ class MqttOptions:
     """How to reach the broker and how hard to try."""
 
     url: str | None = None
-    """`mqtt://[user:pass@]host:port`; None starts the embedded broker."""
+    """`mqtt://[user:pass@]host:port` or `mqtts://...` (TLS); None starts the embedded broker."""
+    ca_file: str | None = None
+    """PEM CA certificate(s) that signed an `mqtts://` broker's certificate; None: the system's trust store."""
+    cert_file: str | None = None
+    """PEM client certificate for an `mqtts://` broker that asks for one (may also hold the key)."""
+    key_file: str | None = None
+    """PEM private key of `cert_file`, when it is not inside that file."""
     topic_prefix: str = "m2fnet"
     """First topic level of every message."""
     qos: int = 1
@@ -83,32 +91,35 @@ class BrokerAddress:
     port: int
     username: str | None = None
     password: str | None = None
+    tls: bool = False
+    """`mqtts://`: the connection is TLS (see realtime/mqtt_tls.py)."""
 
     @property
     def url(self) -> str:
         """The URL without the password, for messages and logs."""
         user = f"{self.username}@" if self.username else ""
-        return f"mqtt://{user}{self.host}:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
 
 
 def parse_mqtt_url(url: str) -> BrokerAddress:
-    """Parse `mqtt://[user:pass@]host[:port]` (port defaults to 1883)."""
+    """Parse `mqtt://[user:pass@]host[:port]` (port defaults to 1883) or `mqtts://...` (TLS, 8883)."""
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
         raise MqttSettingError(f"bad MQTT URL {url!r}: {exc}") from None
-    if parts.scheme != "mqtt":
-        raise MqttSettingError(f"bad MQTT URL {url!r}: expected mqtt://[user:pass@]host:port")
+    if parts.scheme not in ("mqtt", "mqtts"):
+        raise MqttSettingError(f"bad MQTT URL {url!r}: expected mqtt[s]://[user:pass@]host:port")
     if not parts.hostname:
         raise MqttSettingError(f"bad MQTT URL {url!r}: no host")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise MqttSettingError(f"bad MQTT URL {url!r}: unexpected path or query")
     return BrokerAddress(
         host=parts.hostname,
-        port=port if port is not None else 1883,
+        port=port if port is not None else (8883 if parts.scheme == "mqtts" else 1883),
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
+        tls=parts.scheme == "mqtts",
     )
 
 
@@ -299,6 +310,7 @@ class MqttPublisher:
     ) -> None:
         self.address = address
         self.options = options or MqttOptions()
+        self._tls: ssl.SSLContext | None = tls_context(address.tls, self.options)
         self.node_topic: str | None = None
         if node_id is not None:
             check_topic_levels(node_id, "node id")
@@ -373,6 +385,7 @@ class MqttPublisher:
             keepalive=self.options.keepalive_s,
             timeout=self.options.connect_timeout_s,
             clean_session=True,
+            tls_context=self._tls,
         )
 
     async def _run(self, first_connect: asyncio.Future[None]) -> None:
@@ -395,7 +408,10 @@ class MqttPublisher:
                 self._connected = False
                 if not first_connect.done():
                     first_connect.set_exception(
-                        BrokerUnreachableError(f"cannot reach MQTT broker at {self.address.url}: {exc}")
+                        BrokerUnreachableError(
+                            f"cannot reach MQTT broker at {self.address.url}: "
+                            f"{describe_connect_error(exc, self.address.tls)}"
+                        )
                     )
                     return
                 self.metrics.connection_losses += 1
