@@ -178,21 +178,23 @@ def main(argv: list[str] | None = None) -> int:
     return 2 if failed else UNDELIVERED_EXIT if undelivered else 0
 
 
+_VALUE_FLAGS = {
+    "checkpoint": (None, "checkpoint_dir"),
+    "backend": ("engine", "backend"),
+    "mqtt": ("mqtt", "url"),
+    "mqtt_ca": ("mqtt", "ca_file"),
+    "mqtt_cert": ("mqtt", "cert_file"),
+    "mqtt_key": ("mqtt", "key_file"),
+    "topic_prefix": ("mqtt", "topic_prefix"),
+}
+"""Flags that set one config value: flag -> (config section or None for the top level, key)."""
+
+
 def _apply_flags(config, args: argparse.Namespace) -> None:
-    if args.checkpoint:
-        config.checkpoint_dir = args.checkpoint
-    if args.backend:
-        config.engine.backend = args.backend
-    if args.mqtt:
-        config.mqtt.url = args.mqtt
-    if args.mqtt_ca:
-        config.mqtt.ca_file = args.mqtt_ca
-    if args.mqtt_cert:
-        config.mqtt.cert_file = args.mqtt_cert
-    if args.mqtt_key:
-        config.mqtt.key_file = args.mqtt_key
-    if args.topic_prefix:
-        config.mqtt.topic_prefix = args.topic_prefix
+    for flag, (section, key) in _VALUE_FLAGS.items():
+        value = getattr(args, flag)
+        if value:
+            setattr(config if section is None else getattr(config, section), key, value)
     if args.stream_id and len(args.stream_id) == 1:
         config.stream_id = args.stream_id[0]
     if args.speaker:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import TalkingClip
 from mosquitto import Mosquitto
+from test_publish import result
 from test_run_live_e2e import (
     RUN_TIMEOUT_S,
     Run,
@@ -21,22 +22,7 @@ from test_run_live_e2e import (
     run_with_subscriber,
 )
 
-from realtime.messages import EmotionResult
 from realtime.publish import MqttOptions, MqttPublisher, parse_mqtt_url
-
-
-def _result(stream_id: str, utterance_id: int) -> EmotionResult:
-    return EmotionResult(
-        stream_id=stream_id,
-        utterance_id=utterance_id,
-        start_s=0.0,
-        end_s=1.0,
-        text="hello",
-        emotion="neutral",
-        scores={"neutral": 1.0},
-        modalities={"text": True, "audio": False, "visual": False},
-        model="test",
-    )
 
 
 @needs_checkpoint
@@ -89,13 +75,13 @@ def test_reconnect_waits_are_jittered_and_capped_then_availability_returns(
         publisher = MqttPublisher(parse_mqtt_url(broker.url), options, node_id=stream_id)
         await publisher.start()
         channel = publisher.open_stream(stream_id)
-        channel.emit(_result(stream_id, 1))
+        channel.emit(result(stream_id, 1))
         async with asyncio.timeout(10):
             while channel.delivery.acknowledged < 1:
                 await asyncio.sleep(0.02)
         broker.kill()
         await asyncio.sleep(0.2)
-        channel.emit(_result(stream_id, 2))
+        channel.emit(result(stream_id, 2))
         async with asyncio.timeout(30):
             while publisher.metrics.connection_losses < 1 or len(_waits(caplog)) < 6:
                 await asyncio.sleep(0.05)
@@ -140,7 +126,7 @@ def test_duplicate_free_key_and_counts_survive_an_outbox_overflow(tmp_path: Path
             while publisher.metrics.connection_losses < 1:
                 await asyncio.sleep(0.02)
         for i in range(1, 6):
-            channel.emit(_result("overflow", i))
+            channel.emit(result("overflow", i))
         broker.start()
         await publisher.close()
         d = channel.delivery
