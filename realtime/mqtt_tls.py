@@ -1,19 +1,17 @@
 """TLS and authentication for broker connections: the `ssl.SSLContext` of an `mqtts://` URL, and the short
 reason a user can act on when the first connection fails (wrong CA, wrong password, TLS to a plain port).
 
-Below `realtime.publish` (which imports it), so it names `MqttOptions` for type checking only.
+Below `realtime.publish` (which imports it): it takes any options object with the three file fields
+(`TlsFiles`, which `MqttOptions` is).
 """
 
 from __future__ import annotations
 
 import ssl
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import aiomqtt
-
-if TYPE_CHECKING:
-    from realtime.publish import MqttOptions
 
 NOT_AUTHORISED_CODES = frozenset({4, 5, 134, 135})
 """CONNACK refusals for credentials: MQTT 3.1.1 return codes 4 and 5, their MQTT 5 reason codes 134, 135."""
@@ -22,11 +20,19 @@ _CERT = "MQTT client certificate (--mqtt-cert, mqtt.cert_file)"
 _KEY = "MQTT client key (--mqtt-key, mqtt.key_file)"
 
 
+class TlsFiles(Protocol):
+    """Where the CA, the client certificate and its key are (PEM paths, or None)."""
+
+    ca_file: str | None
+    cert_file: str | None
+    key_file: str | None
+
+
 class TlsSettingError(ValueError):
     """A CA, client certificate or key that cannot be used; the message names the file and its flag."""
 
 
-def tls_context(tls: bool, options: MqttOptions) -> ssl.SSLContext | None:
+def tls_context(tls: bool, options: TlsFiles) -> ssl.SSLContext | None:
     """The context for a connection: None without `tls`; else the broker's certificate is verified
     against `options.ca_file` (None: the system's trust store) and its host name checked, and
     `cert_file` / `key_file`, when given, are shown to a broker that asks for a client certificate."""
@@ -71,7 +77,7 @@ def describe_connect_error(exc: aiomqtt.MqttError, tls: bool) -> str:
     return str(exc)
 
 
-def _files(options: MqttOptions) -> list[tuple[str, str | None]]:
+def _files(options: TlsFiles) -> list[tuple[str, str | None]]:
     return [(_CA, options.ca_file), (_CERT, options.cert_file), (_KEY, options.key_file)]
 
 
