@@ -3,11 +3,13 @@
 Examples: `python run_live.py --source demo` (embedded broker, its URL printed);
 `python run_live.py --source talk.mp4 --no-realtime --mqtt mqtt://localhost:1883 --jsonl -`;
 `python run_live.py --source a.mp4 --source rtsp://cam/1 --jsonl -` (two streams, one process).
-User errors print one line `error: ...` on stderr and exit with status 2.
+Exit status: 0 when every result was acknowledged by the broker; 2 for a user error (one line
+`error: ...` on stderr) or a stream whose source failed; 3 when results were produced that the broker
+never acknowledged (it stayed away until the end; the line says how many).
 SIGINT/SIGTERM: once the models are loaded, the streams stop gracefully (what was heard is published;
-a second signal aborts) and the status is as for a normal end (0); earlier, the start-up is
-interrupted: one line `interrupted (SIGINT)`, status 130 (SIGINT) or 143 (SIGTERM), no traceback.
-The handlers are installed first thing, before any heavy import (engines/interrupts.py).
+a second signal aborts) and the status is as above; earlier, the start-up is interrupted: one line
+`interrupted (SIGINT)`, status 130 (SIGINT) or 143 (SIGTERM), no traceback. The handlers are
+installed first thing, before any heavy import (engines/interrupts.py).
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ import sys
 from contextlib import ExitStack
 from typing import TextIO
 
+UNDELIVERED_EXIT = 3
+"""Exit status of a run whose results did not all reach the broker."""
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -44,7 +49,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--backend", choices=["torch", "onnx", "auto"], help="recognizer backend (default: auto)"
     )
-    parser.add_argument("--mqtt", help="mqtt://[user:pass@]host:port (default: an embedded broker)")
+    parser.add_argument(
+        "--mqtt", help="mqtt://[user:pass@]host:port or mqtts://... (TLS) (default: an embedded broker)"
+    )
+    parser.add_argument("--mqtt-ca", metavar="FILE", help="CA of an mqtts:// broker (default: system store)")
+    parser.add_argument("--mqtt-cert", metavar="FILE", help="client certificate for an mqtts:// broker")
+    parser.add_argument("--mqtt-key", metavar="FILE", help="private key of --mqtt-cert")
     parser.add_argument("--topic-prefix", help="first topic level (default: m2fnet)")
     parser.add_argument(
         "--stream-id",
@@ -90,12 +100,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("amqtt", "transitions", "faster_whisper", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # aiomqtt logs socket errors at ERROR; the publisher reports each failure itself (one line at start).
+    logging.getLogger("mqtt").setLevel(logging.DEBUG if args.verbose >= 2 else logging.CRITICAL)
 
     from engines.errors import CheckpointError
     from realtime.app import serve
     from realtime.capture import DeviceError, MediaError
     from realtime.config import ConfigError, load_live_config
     from realtime.consumers import Consumers
+    from realtime.mqtt_tls import TlsSettingError
     from realtime.overlay import OverlayError
     from realtime.preview import Preview, PreviewError, PreviewOptions
     from realtime.publish import BrokerUnreachableError, MqttSettingError
@@ -108,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         DeviceError,
         BrokerUnreachableError,
         MqttSettingError,
+        TlsSettingError,
         ConfigError,
         CheckpointError,
         AsrModelError,
@@ -162,18 +176,33 @@ def main(argv: list[str] | None = None) -> int:
     failed = [r for r in reports if r.error is not None]
     for report in failed:
         print(f"error: stream {report.stream_id}: {report.error}", file=sys.stderr)
-    return 2 if failed else 0
+    undelivered = [r for r in reports if r.delivery.undelivered]
+    for report in undelivered:
+        print(
+            f"error: stream {report.stream_id}: {report.delivery.undelivered} of {report.delivery.produced} "
+            f"results not acknowledged by the MQTT broker at {report.broker_url}",
+            file=sys.stderr,
+        )
+    return 2 if failed else UNDELIVERED_EXIT if undelivered else 0
+
+
+_VALUE_FLAGS = {
+    "checkpoint": (None, "checkpoint_dir"),
+    "backend": ("engine", "backend"),
+    "mqtt": ("mqtt", "url"),
+    "mqtt_ca": ("mqtt", "ca_file"),
+    "mqtt_cert": ("mqtt", "cert_file"),
+    "mqtt_key": ("mqtt", "key_file"),
+    "topic_prefix": ("mqtt", "topic_prefix"),
+}
+"""Flags that set one config value: flag -> (config section or None for the top level, key)."""
 
 
 def _apply_flags(config, args: argparse.Namespace) -> None:
-    if args.checkpoint:
-        config.checkpoint_dir = args.checkpoint
-    if args.backend:
-        config.engine.backend = args.backend
-    if args.mqtt:
-        config.mqtt.url = args.mqtt
-    if args.topic_prefix:
-        config.mqtt.topic_prefix = args.topic_prefix
+    for flag, (section, key) in _VALUE_FLAGS.items():
+        value = getattr(args, flag)
+        if value:
+            setattr(config if section is None else getattr(config, section), key, value)
     if args.stream_id and len(args.stream_id) == 1:
         config.stream_id = args.stream_id[0]
     if args.speaker:

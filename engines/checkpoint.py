@@ -20,10 +20,10 @@ from torch import nn
 
 from engines.errors import CheckpointError
 from engines.m2fnet import M2FNet, M2FNetConfig
+from engines.media_format import MEDIA_MODALITIES
 from engines.text_encoder import SplitTextEncoder, TextEncoderConfig, load_tokenizer_and_model
 
 WEIGHTS = "model.safetensors"
-MEDIA_MODALITIES = ("audio", "visual")
 
 
 @dataclass

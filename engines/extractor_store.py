@@ -15,12 +15,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from engines.audio_extractor import AudioExtractor, AudioExtractorConfig
+from engines.media_format import MEDIA_MODALITIES
 from engines.visual_extractor import VisualExtractor, VisualExtractorConfig
 
 FORMAT_VERSION = 1
 META_FILE = "extractor.json"
 WEIGHTS_FILE = "weights.safetensors"
-MODALITIES = ("audio", "visual")
 
 
 class ExtractorError(Exception):
@@ -42,7 +42,7 @@ def new_extractor(
         return AudioExtractor(config)
     if modality == "visual":
         return VisualExtractor(config)
-    raise ExtractorError(f"unknown modality {modality!r} (expected one of {', '.join(MODALITIES)})")
+    raise ExtractorError(f"unknown modality {modality!r} (expected one of {', '.join(MEDIA_MODALITIES)})")
 
 
 def save_extractor(model: nn.Module, out_dir: str | Path, notes: dict | None = None) -> str:
@@ -75,7 +75,7 @@ def read_meta(folder: str | Path) -> dict:
         meta = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ExtractorError(f"{path}: unreadable ({error})") from None
-    if meta.get("format_version") != FORMAT_VERSION or meta.get("modality") not in MODALITIES:
+    if meta.get("format_version") != FORMAT_VERSION or meta.get("modality") not in MEDIA_MODALITIES:
         raise ExtractorError(f"{path}: unsupported extractor format or modality")
     return meta
 

@@ -123,17 +123,6 @@ def _clip_box(x: float, y: float, w: float, h: float, width: int, height: int, s
     return FaceBox(x0, y0, max(x0, x1), max(y0, y1), float(score))
 
 
-_default_detector: FaceDetector | None = None
-
-
-def detect_faces(rgb: np.ndarray) -> list[FaceBox]:
-    """Faces in one RGB uint8 frame with a process-wide default detector (single-threaded callers only)."""
-    global _default_detector
-    if _default_detector is None:
-        _default_detector = FaceDetector()
-    return _default_detector.detect(rgb)
-
-
 # Face-mesh indices (mediapipe's canonical 468-point mesh).
 _EYE_OUTER = (33, 263)
 _MOUTH_CORNERS = (61, 291)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-MODALITIES = ("text", "audio", "visual")
+from engines.media_format import MODALITIES
 
 
 @dataclass

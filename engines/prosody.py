@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-SAMPLE_RATE_HZ = 16_000
+from engines.media_format import SAMPLE_RATE_HZ
+
 HOP = 160  # 10 ms
 PITCH_WINDOW = 640  # 40 ms: two periods of a 50 Hz voice
 MIN_F0_HZ, MAX_F0_HZ = 60.0, 400.0

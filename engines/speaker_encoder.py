@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from engines.errors import CheckpointError
+from engines.media_format import SAMPLE_RATE_HZ
 
-SAMPLE_RATE_HZ = 16_000
 EMBEDDING_DIM = 256
 _N_FFT = 400  # 25 ms window
 _HOP = 160  # 10 ms step

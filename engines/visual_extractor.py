@@ -11,7 +11,7 @@ Detection is not differentiable, so it runs once in `FramePreparer` and training
 from __future__ import annotations
 
 import logging
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -224,32 +224,16 @@ class VisualExtractor(nn.Module):
         return torch.cat([scene, _masked_max(weighted, has_face)], dim=1)
 
 
-_preparers: dict[tuple, FramePreparer] = {}
-
-
 @torch.inference_mode()
 def encode_frames(
-    model: VisualExtractor, frames: list[np.ndarray], preparer: FramePreparer | None = None
+    model: VisualExtractor, frames: list[np.ndarray], preparer: FramePreparer
 ) -> VisualFeatures | None:
     """One utterance's RGB frames -> features and the face-present flag; None when there are no frames,
-    so the caller masks the visual modality."""
-    if preparer is None:
-        # One preparer per configuration for the process: detectors are slow to start (~1 s for mediapipe).
-        key = astuple(model.config)
-        preparer = _preparers.get(key)
-        if preparer is None:
-            preparer = _preparers[key] = FramePreparer(model.config)
+    so the caller masks the visual modality. The caller owns `preparer` (its detectors take ~1 s to
+    start and are not thread-safe)."""
     prepared = preparer(frames)
     if prepared is None:
         return None
     model.eval()
     vector = model(collate_visual([prepared]))[0].numpy().astype(np.float32)
     return VisualFeatures(vector, prepared.face_present)
-
-
-def embed_frames(
-    model: VisualExtractor, frames: list[np.ndarray], preparer: FramePreparer | None = None
-) -> np.ndarray | None:
-    """(600,) float32 or None when there are no frames. Use `encode_frames` to also get `face_present`."""
-    features = encode_frames(model, frames, preparer)
-    return None if features is None else features.vector

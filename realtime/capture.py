@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engines.errors import MediaError
 from realtime.devices import LiveSource, MicrophoneSource, WebcamSource
-from realtime.feed import CaptureOptions, DeviceError, MediaError, Source, frame_size
+from realtime.feed import CaptureOptions, DeviceError, Source, frame_size
 from realtime.file_source import FileSource
 from realtime.network import NetworkSource
 

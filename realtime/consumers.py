@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Callable
 from typing import Self
 
 from realtime.ha_discovery import HaAnnouncer, HaDiscoveryOptions
+from realtime.mqtt_tls import tls_context
 from realtime.overlay import Overlay, OverlayOptions, parse_listen_address
 from realtime.publish import BrokerUnreachableError, MqttOptions, check_topic_levels, parse_mqtt_url
 
@@ -29,17 +31,22 @@ class Consumers:
         overlay: OverlayOptions | None,
         ha_discovery: HaDiscoveryOptions | None,
         mqtt_url: str | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        """`mqtt_url`: the broker URL as given (with its password), used instead of the reported one."""
+        """`mqtt_url`: the broker URL as given (with its password), used instead of the reported one;
+        `tls`: its TLS context when it is `mqtts://` (the publisher's CA and client certificate)."""
         self.overlay = Overlay(overlay) if overlay is not None else None
         self._ha_options = ha_discovery
         self._mqtt_url = mqtt_url
+        self._tls = tls
         self._tasks: list[asyncio.Task[None]] = []
         self._following = False
 
     @classmethod
     def from_flags(cls, overlay: str | None, ha_discovery: str | None, mqtt: MqttOptions) -> Self:
-        """From `--overlay [HOST:]PORT` and `--ha-discovery PREFIX` (None: off)."""
+        """From `--overlay [HOST:]PORT` and `--ha-discovery PREFIX` (None: off). Checks the broker URL
+        and its TLS files here, so a bad one fails before the models load."""
+        tls = tls_context(parse_mqtt_url(mqtt.url).tls if mqtt.url else False, mqtt)
         overlay_options = None
         if overlay:
             host, port = parse_listen_address(overlay)
@@ -48,7 +55,7 @@ class Consumers:
         if ha_discovery:
             check_topic_levels(ha_discovery, "Home Assistant discovery prefix")
             ha = HaDiscoveryOptions(ha_discovery, mqtt.topic_prefix)
-        return cls(overlay_options, ha, mqtt.url)
+        return cls(overlay_options, ha, mqtt.url, tls)
 
     def wrap(self, on_broker: Callable[[str, list[str]], None]) -> Callable[[str, list[str]], None]:
         """`on_broker`, then this `on_broker`: the callback to give `serve`."""
@@ -71,7 +78,7 @@ class Consumers:
             self._following = True
             self._tasks.append(asyncio.create_task(self._follow(mqtt_url), name="overlay-connect"))
         for stream_id in stream_ids if self._ha_options is not None else []:
-            announcer = HaAnnouncer(parse_mqtt_url(mqtt_url), self._ha_options, stream_id)
+            announcer = HaAnnouncer(parse_mqtt_url(mqtt_url), self._ha_options, stream_id, self._tls)
             connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             connected.add_done_callback(_log_failure)
             self._tasks.append(
@@ -81,7 +88,7 @@ class Consumers:
     async def _follow(self, mqtt_url: str) -> None:
         assert self.overlay is not None
         try:
-            await self.overlay.connect(mqtt_url)
+            await self.overlay.connect(mqtt_url, self._tls)
         except BrokerUnreachableError as exc:
             logger.error("overlay: %s", exc)
 

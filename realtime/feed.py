@@ -29,10 +29,6 @@ _MAX_REORDER_S = 1.0
 Item = AudioChunk | VideoFrame
 
 
-class MediaError(Exception):
-    """A media file that cannot be opened or decoded; the message names the file."""
-
-
 class DeviceError(Exception):
     """A microphone or camera that cannot be opened or stopped delivering; the message names it."""
 

@@ -12,18 +12,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from realtime.frames import SAMPLE_RATE_HZ, AudioChunk, VideoFrame
-
-if TYPE_CHECKING:
-    from av.container import InputContainer
-
-logger = logging.getLogger(__name__)
-
+from engines.errors import MediaError
 from realtime.feed import (
     _END,
     CaptureOptions,
     Item,
-    MediaError,
     _Failure,
     _FrameRateLimiter,
     _Interleaver,
@@ -32,6 +25,12 @@ from realtime.feed import (
     _ThreadFeed,
     frame_size,
 )
+from realtime.frames import SAMPLE_RATE_HZ, AudioChunk, VideoFrame
+
+if TYPE_CHECKING:
+    from av.container import InputContainer
+
+logger = logging.getLogger(__name__)
 
 
 class FileSource:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-SAMPLE_RATE_HZ = 16_000
+from engines.media_format import SAMPLE_RATE_HZ
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +39,10 @@ class SpeechSegment:
     samples: np.ndarray
     frames: list[VideoFrame] = field(default_factory=list)
     forced_split: bool = False
-    """True when the segment was cut at the maximum utterance length, not at a pause."""
+    """True when the segment was cut because it reached the maximum utterance length (in the longest
+    pause just before it, when there was one), not after a pause long enough to end it."""
+    forced_without_pause: bool = False
+    """True when that forced cut found no pause to fall in and cut at the limit, maybe mid-word."""
     vad_ms: float = 0.0
     """VAD compute time spent on this segment's audio."""
     cut_monotonic_s: float = 0.0

@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import re
+import ssl
 import sys
 import uuid
 from dataclasses import dataclass
@@ -23,11 +24,13 @@ from typing import Any
 
 import aiomqtt
 
+from realtime.mqtt_tls import TlsSettingError, describe_connect_error, tls_context
 from realtime.publish import (
     OFFLINE,
     ONLINE,
     BrokerAddress,
     BrokerUnreachableError,
+    MqttOptions,
     MqttSettingError,
     check_topic_levels,
     parse_mqtt_url,
@@ -109,7 +112,7 @@ def _version() -> str:
         return "unknown"
 
 
-def _client(address: BrokerAddress) -> aiomqtt.Client:
+def _client(address: BrokerAddress, tls: ssl.SSLContext | None) -> aiomqtt.Client:
     return aiomqtt.Client(
         address.host,
         address.port,
@@ -117,15 +120,29 @@ def _client(address: BrokerAddress) -> aiomqtt.Client:
         password=address.password,
         identifier=f"m2fnet-ha-{uuid.uuid4().hex[:12]}",
         timeout=5.0,
+        tls_context=tls,
     )
+
+
+def _unreachable(address: BrokerAddress, exc: aiomqtt.MqttError) -> BrokerUnreachableError:
+    reason = describe_connect_error(exc, address.tls)
+    return BrokerUnreachableError(f"cannot reach MQTT broker at {address.url}: {reason}")
 
 
 class HaAnnouncer:
     """Keeps one stream's discovery configs on the broker while the run lasts."""
 
-    def __init__(self, address: BrokerAddress, options: HaDiscoveryOptions, stream_id: str) -> None:
+    def __init__(
+        self,
+        address: BrokerAddress,
+        options: HaDiscoveryOptions,
+        stream_id: str,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """`tls_context`: for an `mqtts://` address (realtime/mqtt_tls.py)."""
         check_topic_levels(options.discovery_prefix, "Home Assistant discovery prefix")
         self.address = address
+        self.tls_context = tls_context
         self.options = options
         self.stream_id = stream_id
         self.speakers: list[str] = []
@@ -138,7 +155,7 @@ class HaAnnouncer:
         failures = 0
         while True:
             try:
-                async with _client(self.address) as client:
+                async with _client(self.address, self.tls_context) as client:
                     await client.subscribe(results, qos=1)
                     await client.subscribe(status, qos=1)
                     await self._announce_all(client)
@@ -154,9 +171,7 @@ class HaAnnouncer:
                             await self._maybe_new_speaker(client, payload)
             except aiomqtt.MqttError as exc:
                 if not connected.done():
-                    connected.set_exception(
-                        BrokerUnreachableError(f"cannot reach MQTT broker at {self.address.url}: {exc}")
-                    )
+                    connected.set_exception(_unreachable(self.address, exc))
                     return
                 failures += 1
                 # One failed attempt is routine (a broker stopping at the end of a run); more are worth a warning.
@@ -190,13 +205,17 @@ class HaAnnouncer:
 
 
 async def remove(
-    address: BrokerAddress, options: HaDiscoveryOptions, stream_id: str, wait_s: float = 1.0
+    address: BrokerAddress,
+    options: HaDiscoveryOptions,
+    stream_id: str,
+    wait_s: float = 1.0,
+    tls: ssl.SSLContext | None = None,
 ) -> list[str]:
     """Clear every retained discovery config of the stream (its speakers' too); return their topics."""
     pattern = f"{options.discovery_prefix}/sensor/{node_id(options, stream_id)}/+/config"
     found: list[str] = []
     try:
-        async with _client(address) as client:
+        async with _client(address, tls) as client:
             await client.subscribe(pattern, qos=1)
             try:
                 async with asyncio.timeout(wait_s):
@@ -208,18 +227,20 @@ async def remove(
             for topic in found:
                 await client.publish(topic, b"", qos=1, retain=True)
     except aiomqtt.MqttError as exc:
-        raise BrokerUnreachableError(f"cannot reach MQTT broker at {address.url}: {exc}") from None
+        raise _unreachable(address, exc) from None
     return found
 
 
-async def announce_once(address: BrokerAddress, options: HaDiscoveryOptions, stream_id: str) -> str:
+async def announce_once(
+    address: BrokerAddress, options: HaDiscoveryOptions, stream_id: str, tls: ssl.SSLContext | None = None
+) -> str:
     """Publish the stream's config (no speakers) and return its topic."""
-    announcer = HaAnnouncer(address, options, stream_id)
+    announcer = HaAnnouncer(address, options, stream_id, tls)
     try:
-        async with _client(address) as client:
+        async with _client(address, tls) as client:
             await announcer.publish_config(client, None)
     except aiomqtt.MqttError as exc:
-        raise BrokerUnreachableError(f"cannot reach MQTT broker at {address.url}: {exc}") from None
+        raise _unreachable(address, exc) from None
     return config_topic(options, stream_id)
 
 
@@ -227,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m realtime.ha_discovery", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--mqtt", required=True, help="mqtt://[user:pass@]host:port")
+    parser.add_argument("--mqtt", required=True, help="mqtt[s]://[user:pass@]host:port")
+    parser.add_argument("--mqtt-ca", metavar="FILE", help="CA of an mqtts:// broker (default: system store)")
     parser.add_argument("--stream-id", required=True)
     parser.add_argument("--discovery-prefix", default="homeassistant")
     parser.add_argument("--topic-prefix", default="m2fnet")
@@ -240,12 +262,13 @@ def main(argv: list[str] | None = None) -> int:
         check_topic_levels(options.discovery_prefix, "Home Assistant discovery prefix")
         check_topic_levels(args.stream_id, "stream id")
         address = parse_mqtt_url(args.mqtt)
+        tls = tls_context(address.tls, MqttOptions(ca_file=args.mqtt_ca))
         if args.remove:
-            topics = asyncio.run(remove(address, options, args.stream_id))
+            topics = asyncio.run(remove(address, options, args.stream_id, tls=tls))
             print(f"removed {len(topics)} config(s): {' '.join(topics)}")
         else:
-            print(f"published {asyncio.run(announce_once(address, options, args.stream_id))}")
-    except (MqttSettingError, BrokerUnreachableError) as exc:
+            print(f"published {asyncio.run(announce_once(address, options, args.stream_id, tls))}")
+    except (MqttSettingError, TlsSettingError, BrokerUnreachableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from engines.media_format import MODALITIES
+
 SCHEMA_VERSION = 1
-MODALITIES = ("text", "audio", "visual")
 
 
 def utc_now_iso() -> str:

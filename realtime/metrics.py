@@ -31,6 +31,12 @@ class LatencyStats:
             return float("nan")
         return float(np.percentile(np.fromiter(self.recent_ms, dtype=np.float64), q))
 
+    def window_since(self, count_before: int) -> LatencyStats:
+        """The samples added since `count` was `count_before` (as many as the window still holds)."""
+        new = min(self.count - count_before, len(self.recent_ms))
+        recent = list(self.recent_ms)[len(self.recent_ms) - new :] if new > 0 else []
+        return LatencyStats(count=new, total_ms=sum(recent), recent_ms=deque(recent, maxlen=LATENCY_WINDOW))
+
     def summary(self) -> dict[str, float]:
         return {
             "count": self.count,
@@ -47,6 +53,10 @@ class PipelineMetrics:
     audio_chunks: int = 0
     video_frames: int = 0
     segments: int = 0
+    forced_splits: int = 0
+    """Segments cut because they reached `vad.max_utterance_s` (in a pause when there was one)."""
+    forced_splits_without_pause: int = 0
+    """Of those, the ones cut at the limit because the last `vad.split_search_s` held no pause."""
     segments_dropped: int = 0
     """Segments discarded because the ASR queue was full (realtime mode only)."""
     empty_transcripts: int = 0

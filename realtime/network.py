@@ -19,7 +19,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
-from realtime.feed import CaptureOptions, MediaError
+from engines.errors import MediaError
+from realtime.feed import CaptureOptions
 from realtime.file_source import FileSource
 from realtime.frames import AudioChunk, VideoFrame
 from realtime.publish import ONLINE, SOURCE_LOST

@@ -165,6 +165,10 @@ class Pipeline:
         self._started = 0.0
         self._source_error: Exception | None = None
 
+    def queue_depths(self) -> dict[str, int]:
+        """Items waiting now in the segment (VAD -> Whisper) and utterance (Whisper -> recognizer) queues."""
+        return {"segments": self._segments.qsize(), "utterances": self._utterances.qsize()}
+
     def stop(self) -> None:
         """Stop capturing; finish and publish what was already heard (graceful)."""
         if not self._stop.is_set():
@@ -257,6 +261,8 @@ class Pipeline:
         if self._interim is not None:
             self._interim.utterance_closed()
         self.metrics.segments += 1
+        self.metrics.forced_splits += segment.forced_split
+        self.metrics.forced_splits_without_pause += segment.forced_without_pause
         if self.options.realtime and self._segments.full():
             dropped = self._segments.get_nowait()
             self.metrics.segments_dropped += 1

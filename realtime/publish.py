@@ -3,7 +3,11 @@
 Topics, for a stream `S` and prefix `P`: `P/S/utterance` (QoS 1, one JSON `EmotionResult` per message),
 `P/S/interim` (QoS 0, provisional results), retained `P/S/state` and `P/S/speakers/<speaker>/state`
 (realtime/speaker_state.py), `P/S/available` (retained `online` on every (re)connect, `offline` on clean
-close) and `P/S/status` (retained `online`, `source_lost` while a network source is retried, `offline`).
+close), `P/S/status` (retained `online`, `source_lost` while a network source is retried, `offline`) and
+`P/S/stats` (QoS 0, every `stats_interval_s`: realtime/stats.py).
+Delivery is at least once (QoS 1): a result whose PUBACK was lost is sent again after a reconnect, so a
+subscriber drops duplicates by (`stream_id`, `utterance_id`). Each stream counts its results produced and
+acknowledged by the broker (`DeliveryStats`); the run's summary and exit status come from those counts.
 One `MqttPublisher` owns one broker connection and may carry several streams (`open_stream`), so a
 process running many streams keeps a single socket. MQTT allows one last will per connection: it sets
 the process-level `P/<node>/available` to `offline`; with one stream the node is the stream itself.
@@ -14,14 +18,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
+import ssl
+import time
 import uuid
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
 from realtime.messages import EmotionResult
+from realtime.metrics import LatencyStats
+from realtime.mqtt_tls import describe_connect_error, tls_context
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +52,13 @@ class MqttOptions:
     """How to reach the broker and how hard to try."""
 
     url: str | None = None
-    """`mqtt://[user:pass@]host:port`; None starts the embedded broker."""
+    """`mqtt://[user:pass@]host:port` or `mqtts://...` (TLS); None starts the embedded broker."""
+    ca_file: str | None = None
+    """PEM CA certificate(s) that signed an `mqtts://` broker's certificate; None: the system's trust store."""
+    cert_file: str | None = None
+    """PEM client certificate for an `mqtts://` broker that asks for one (may also hold the key)."""
+    key_file: str | None = None
+    """PEM private key of `cert_file`, when it is not inside that file."""
     topic_prefix: str = "m2fnet"
     """First topic level of every message."""
     qos: int = 1
@@ -55,13 +70,16 @@ class MqttOptions:
     publish_timeout_s: float = 5.0
     """Wait for a PUBACK before treating the connection as lost (the message stays in the outbox)."""
     reconnect_initial_s: float = 0.25
-    """First reconnect delay; doubled after every failed attempt."""
-    reconnect_max_s: float = 8.0
-    """Upper bound of the reconnect delay."""
+    """First reconnect delay; doubled after every failed attempt (each wait is drawn at random between
+    half the delay and the delay, so many clients do not return in lockstep)."""
+    reconnect_max_s: float = 2.0
+    """Upper bound of the reconnect delay: a broker that returns is used within about this long."""
     outbox_max_messages: int = 1000
     """Utterance messages kept while the broker is unreachable (see `Outbox` for what happens when full)."""
     shutdown_drain_timeout_s: float = 15.0
     """On close, how long to keep trying to deliver the outbox and `offline` before giving up."""
+    stats_interval_s: float = 15.0
+    """Seconds between two `<prefix>/<stream>/stats` messages; 0 turns them off."""
     node_id: str | None = None
     """This process in `<prefix>/<node_id>/available` (retained, last will `offline`); None: the stream
     id when the process serves one stream, else `node`."""
@@ -73,33 +91,56 @@ class BrokerAddress:
     port: int
     username: str | None = None
     password: str | None = None
+    tls: bool = False
+    """`mqtts://`: the connection is TLS (see realtime/mqtt_tls.py)."""
 
     @property
     def url(self) -> str:
         """The URL without the password, for messages and logs."""
         user = f"{self.username}@" if self.username else ""
-        return f"mqtt://{user}{self.host}:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
 
 
 def parse_mqtt_url(url: str) -> BrokerAddress:
-    """Parse `mqtt://[user:pass@]host[:port]` (port defaults to 1883)."""
+    """Parse `mqtt://[user:pass@]host[:port]` (port defaults to 1883) or `mqtts://...` (TLS, 8883)."""
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
         raise MqttSettingError(f"bad MQTT URL {url!r}: {exc}") from None
-    if parts.scheme != "mqtt":
-        raise MqttSettingError(f"bad MQTT URL {url!r}: expected mqtt://[user:pass@]host:port")
+    if parts.scheme not in ("mqtt", "mqtts"):
+        raise MqttSettingError(f"bad MQTT URL {url!r}: expected mqtt[s]://[user:pass@]host:port")
     if not parts.hostname:
         raise MqttSettingError(f"bad MQTT URL {url!r}: no host")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise MqttSettingError(f"bad MQTT URL {url!r}: unexpected path or query")
     return BrokerAddress(
         host=parts.hostname,
-        port=port if port is not None else 1883,
+        port=port if port is not None else (8883 if parts.scheme == "mqtts" else 1883),
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
+        tls=parts.scheme == "mqtts",
     )
+
+
+@dataclass(slots=True)
+class DeliveryStats:
+    """One stream's results on their way to the broker; `acknowledged` counts QoS 1 PUBACKs."""
+
+    produced: int = 0
+    """Results handed to the publisher."""
+    acknowledged: int = 0
+    dropped: int = 0
+    """Results discarded because the outbox was full (never sent)."""
+    ack: LatencyStats = field(default_factory=LatencyStats)
+    """From entering the outbox to the broker's PUBACK."""
+    segment_to_ack: LatencyStats = field(default_factory=LatencyStats)
+    """From the VAD closing the segment to the broker's PUBACK: what a subscriber waits."""
+
+    @property
+    def undelivered(self) -> int:
+        """Results the broker never acknowledged (dropped, or still in the outbox)."""
+        return self.produced - self.acknowledged
 
 
 @dataclass(slots=True)
@@ -115,13 +156,21 @@ class PublisherMetrics:
     reconnects: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class _Message:
     topic: str
     payload: str
     retain: bool
     qos: int | None = None
     """None: the publisher's QoS."""
+    latest_only: bool = False
+    """A newer message on the same topic replaces this one while it waits (state, stats)."""
+    delivery: DeliveryStats | None = None
+    """The stream whose result this is; its counters move on PUBACK or drop."""
+    queued_s: float = 0.0
+    """time.monotonic() when the message entered the outbox."""
+    produced_ms: float = 0.0
+    """The result's segment_to_publish, the start of its segment_to_ack."""
 
 
 class Outbox:
@@ -130,8 +179,8 @@ class Outbox:
     When full, the OLDEST utterance message is dropped, counted in `PublisherMetrics.outbox_dropped`
     and logged as a warning: a live subscriber cares most about what is happening now, and the
     newest results carry the most recent context. Retained messages (availability, state) are never
-    dropped; a state update replaces its topic's update still waiting (not the one being sent), so
-    they stay bounded by the number of state topics.
+    dropped; a state or stats update replaces its topic's update still waiting (not the one being sent),
+    so they stay bounded by the number of such topics.
     A message leaves the outbox only once the broker has acknowledged it, so a connection lost
     mid-publish re-sends it after reconnecting (QoS 1: at least once).
     """
@@ -146,17 +195,19 @@ class Outbox:
         return len(self._items)
 
     def put(self, message: _Message) -> None:
-        if message.retain:
+        if message.retain or message.latest_only:
             # Index 0 may be in flight (peeked, awaiting its PUBACK): only later entries are replaced.
             for index in range(1, len(self._items)):
-                if self._items[index].retain and self._items[index].topic == message.topic:
+                if self._items[index].topic == message.topic:
                     self._items[index] = message
                     self.changed.set()
                     return
-        if not message.retain and sum(not m.retain for m in self._items) >= self._max:
-            oldest = next(m for m in self._items if not m.retain)
+        if message.delivery is not None and self._results() >= self._max:
+            oldest = next(m for m in self._items if m.delivery is not None)
             self._items.remove(oldest)
             self._metrics.outbox_dropped += 1
+            assert oldest.delivery is not None
+            oldest.delivery.dropped += 1
             logger.warning(
                 "MQTT outbox full (%d messages): dropped the oldest utterance on %s (%d dropped so far)",
                 self._max,
@@ -166,6 +217,9 @@ class Outbox:
         self._items.append(message)
         self._metrics.outbox_peak = max(self._metrics.outbox_peak, len(self._items))
         self.changed.set()
+
+    def _results(self) -> int:
+        return sum(m.delivery is not None for m in self._items)
 
     def peek(self) -> _Message | None:
         return self._items[0] if self._items else None
@@ -194,11 +248,21 @@ class StreamChannel:
         self.available_topic = f"{prefix}/{stream_id}/available"
         self.status_topic = f"{prefix}/{stream_id}/status"
         self.status = ONLINE
+        self.delivery = DeliveryStats()
         self._publisher = publisher
 
     def emit(self, result: EmotionResult) -> None:
         """Queue one result for `<prefix>/<stream>/utterance`; never blocks (see `Outbox` for the full policy)."""
-        self._publisher.outbox.put(_Message(self.utterance_topic, result.to_json(), retain=False))
+        self.delivery.produced += 1
+        message = _Message(
+            self.utterance_topic,
+            result.to_json(),
+            retain=False,
+            delivery=self.delivery,
+            queued_s=time.monotonic(),
+            produced_ms=result.timings_ms.segment_to_publish,
+        )
+        self._publisher.outbox.put(message)
 
     def emit_interim(self, result: EmotionResult) -> bool:
         """Queue a provisional result on `<prefix>/<stream>/interim` (QoS 0, not retained) only when the
@@ -215,6 +279,11 @@ class StreamChannel:
         """Queue a retained state message on `<prefix>/<stream>/<subtopic>`; never blocks."""
         topic = f"{self.utterance_topic.rsplit('/', 1)[0]}/{subtopic}"
         self._publisher.outbox.put(_Message(topic, payload, retain=True))
+
+    def publish_stats(self, payload: str) -> None:
+        """Queue `<prefix>/<stream>/stats` (QoS 0, not retained); a newer one replaces it while it waits."""
+        topic = f"{self.utterance_topic.rsplit('/', 1)[0]}/stats"
+        self._publisher.outbox.put(_Message(topic, payload, retain=False, qos=0, latest_only=True))
 
     def set_status(self, status: str) -> None:
         """Queue a retained `online` / `source_lost` / `offline` on `<prefix>/<stream>/status`."""
@@ -241,6 +310,7 @@ class MqttPublisher:
     ) -> None:
         self.address = address
         self.options = options or MqttOptions()
+        self._tls: ssl.SSLContext | None = tls_context(address.tls, self.options)
         self.node_topic: str | None = None
         if node_id is not None:
             check_topic_levels(node_id, "node id")
@@ -315,6 +385,7 @@ class MqttPublisher:
             keepalive=self.options.keepalive_s,
             timeout=self.options.connect_timeout_s,
             clean_session=True,
+            tls_context=self._tls,
         )
 
     async def _run(self, first_connect: asyncio.Future[None]) -> None:
@@ -337,18 +408,22 @@ class MqttPublisher:
                 self._connected = False
                 if not first_connect.done():
                     first_connect.set_exception(
-                        BrokerUnreachableError(f"cannot reach MQTT broker at {self.address.url}: {exc}")
+                        BrokerUnreachableError(
+                            f"cannot reach MQTT broker at {self.address.url}: "
+                            f"{describe_connect_error(exc, self.address.tls)}"
+                        )
                     )
                     return
                 self.metrics.connection_losses += 1
+                wait_s = random.uniform(delay_s / 2, delay_s)
                 logger.warning(
                     "MQTT broker %s: %s; %d message(s) kept, retrying in %.2f s",
                     self.address.url,
                     exc,
                     len(self.outbox),
-                    delay_s,
+                    wait_s,
                 )
-                await asyncio.sleep(delay_s)
+                await asyncio.sleep(wait_s)
                 delay_s = min(delay_s * 2, self.options.reconnect_max_s)
 
     async def _announce(self, client: aiomqtt.Client) -> None:
@@ -387,8 +462,8 @@ class MqttPublisher:
                         watch.result()
                     send.result()
                     self.outbox.pop()
-                    if not message.retain and message.qos is None:
-                        self.metrics.published += 1
+                    if message.delivery is not None:
+                        self._acknowledged(message, message.delivery)
                     continue
                 if self._closing:
                     return
@@ -402,6 +477,13 @@ class MqttPublisher:
             watch.cancel()
             with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
                 await watch
+
+    def _acknowledged(self, message: _Message, delivery: DeliveryStats) -> None:
+        self.metrics.published += 1
+        delivery.acknowledged += 1
+        ack_ms = 1000 * (time.monotonic() - message.queued_s)
+        delivery.ack.add(ack_ms)
+        delivery.segment_to_ack.add(message.produced_ms + ack_ms)
 
     @staticmethod
     async def _watch_disconnect(client: aiomqtt.Client) -> None:

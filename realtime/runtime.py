@@ -32,6 +32,7 @@ from realtime.pipeline import EmotionSession, MediaSource, Pipeline, ResultSink,
 from realtime.preview import Preview
 from realtime.publish import (
     BrokerAddress,
+    DeliveryStats,
     MqttPublisher,
     MqttSettingError,
     PublisherMetrics,
@@ -41,6 +42,7 @@ from realtime.publish import (
 from realtime.sinks import ConsoleSink, JsonlSink, LineWriter
 from realtime.speaker_state import SpeakerStateSink
 from realtime.speakers import Embedder, SpeakerAttributor, enrol
+from realtime.stats import StreamStats
 from realtime.vad import VadOptions, VadSegmenter
 
 logger = logging.getLogger(__name__)
@@ -72,6 +74,8 @@ class StreamReport:
     publisher: PublisherMetrics
     error: Exception | None = None
     """Why the stream ended early (its source failed), or None."""
+    delivery: DeliveryStats = field(default_factory=DeliveryStats)
+    """Results produced and acknowledged by the broker; final once the runtime is closed."""
 
 
 @dataclass(slots=True)
@@ -80,6 +84,7 @@ class _Stream:
     source: MediaSource
     channel: StreamChannel
     pipeline: Pipeline
+    stats: StreamStats
     task: asyncio.Task[StreamReport] | None = None
     report: StreamReport | None = field(default=None)
 
@@ -166,6 +171,7 @@ class Runtime:
         self._delivery: asyncio.Future[None] | None = None
         """The final delivery of the outbox while closing; `abort()` (a second signal) cancels it."""
         self._active = 0
+        self._stats_task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -192,6 +198,8 @@ class Runtime:
             self.models = await load_models(self.config)
         self._batcher = BatchingTranscriber(self.models.transcriber, self.config.batching)
         self.batching_metrics = self._batcher.metrics
+        if self.config.mqtt.stats_interval_s > 0:
+            self._stats_task = asyncio.create_task(self._publish_stats(), name="stats")
         if self._handle_signals:
             self._saved_signals = interrupts.lend_to_loop(asyncio.get_running_loop(), self._on_signal)
 
@@ -244,7 +252,9 @@ class Runtime:
             interim_sink=channel,
             emotion_executor=self._emotion_pool,
         )
-        stream = _Stream(stream_id, source, channel, pipeline)
+        assert self._publisher is not None
+        stats = StreamStats(stream_id, pipeline.metrics, channel.delivery, self._publisher.metrics)
+        stream = _Stream(stream_id, source, channel, pipeline, stats)
         if hasattr(source, "on_status"):
             # Network sources report `source_lost` while they reconnect (realtime.network).
             source.on_status = channel.set_status
@@ -281,6 +291,8 @@ class Runtime:
         The signals stay with the runtime until the end: the delivery is bounded by
         `mqtt.shutdown_drain_timeout_s` and a second signal gives it up (`abort`), where an interrupt
         in the middle would skip the broker's stop."""
+        if self._stats_task is not None:
+            self._stats_task.cancel()
         running = [s.task for s in self._streams.values() if s.task is not None and not s.task.done()]
         if running:
             self.abort()
@@ -307,6 +319,8 @@ class Runtime:
                 )
             else:
                 self._delivery.result()
+            for stream in self._streams.values():
+                self._log_summary(stream)
         if self._broker is not None:
             await self._broker.stop()
         for writer in (self._console, self._jsonl_writer):
@@ -334,18 +348,40 @@ class Runtime:
             self._active -= 1
             if self._batcher is not None:
                 self._batcher.set_streams(self._active)
-        logger.info(
-            "stream %s: %d utterances published, %d empty transcripts, %d segments dropped",
-            stream.stream_id,
-            metrics.results,
-            metrics.empty_transcripts,
-            metrics.segments_dropped,
-        )
         assert self._publisher is not None
         stream.report = StreamReport(
-            stream.stream_id, self.broker_url, metrics, self._publisher.metrics, error
+            stream.stream_id,
+            self.broker_url,
+            metrics,
+            self._publisher.metrics,
+            error,
+            stream.channel.delivery,
         )
         return stream.report
+
+    def _log_summary(self, stream: _Stream) -> None:
+        delivery, metrics = stream.channel.delivery, stream.pipeline.metrics
+        logger.info(
+            "stream %s: %d results produced, %d acknowledged by the broker, %d empty transcripts, "
+            "%d segments dropped; segment_to_ack p50 %.0f / p95 %.0f ms",
+            stream.stream_id,
+            delivery.produced,
+            delivery.acknowledged,
+            metrics.empty_transcripts,
+            metrics.segments_dropped,
+            delivery.segment_to_ack.percentile(50),
+            delivery.segment_to_ack.percentile(95),
+        )
+
+    async def _publish_stats(self) -> None:
+        """`<prefix>/<stream>/stats` for every running stream, every `stats_interval_s`."""
+        assert self._publisher is not None
+        while True:
+            await asyncio.sleep(self.config.mqtt.stats_interval_s)
+            for stream in self._streams.values():
+                if stream.task is not None and not stream.task.done():
+                    depths = stream.pipeline.queue_depths()
+                    stream.channel.publish_stats(stream.stats.message(depths, len(self._publisher.outbox)))
 
     async def _start_broker(self) -> BrokerAddress:
         if self.config.mqtt.url:

@@ -7,6 +7,7 @@ package imports torch, which the live loop does not need for this.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import logging
 import math
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from realtime.frames import SAMPLE_RATE_HZ, AudioChunk, SpeechSegment, VideoFrame
+from realtime.pause import find_pause
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +60,11 @@ class VadOptions:
     speech_pad_ms: int = 200
     """Audio kept before the first and after the last speech frame, so onsets and tails are not clipped."""
     max_utterance_s: float = 15.0
-    """Longest segment; longer speech is cut here (`forced_split=True`) and continues in the next one."""
+    """Longest segment; longer speech is cut (`forced_split=True`) and continues in the next one."""
+    split_search_s: float = 1.25
+    """A segment reaching `max_utterance_s` is cut in the longest pause within this much audio before the
+    limit (at most half the segment), so no word is cut in two; only without a pause there is it cut at
+    the limit (`forced_without_pause=True`). 0 always cuts at the limit."""
     model_path: str | None = None
     """Silero VAD ONNX file; None uses the one shipped in the silero-vad wheel."""
 
@@ -69,6 +75,7 @@ class _Frame:
     """Sample index of the frame's first sample since the stream origin."""
     samples: np.ndarray
     vad_ms: float
+    probability: float
 
 
 class VadSegmenter:
@@ -95,6 +102,8 @@ class VadSegmenter:
         self._min_speech = SAMPLE_RATE_HZ * opts.min_speech_ms // 1000
         self._min_silence = SAMPLE_RATE_HZ * opts.min_silence_ms // 1000
         self._max_utterance = max(FRAME_SAMPLES, int(SAMPLE_RATE_HZ * opts.max_utterance_s))
+        search = min(opts.split_search_s * SAMPLE_RATE_HZ, self._max_utterance / 2)
+        self._split_search_frames = max(0, int(search) // FRAME_SAMPLES)
         self._preroll_frames = math.ceil(self._pad / FRAME_SAMPLES) + 1
         frame_keep_s = opts.max_utterance_s + 2 * opts.speech_pad_ms / 1000 + opts.min_silence_ms / 1000
         self._frame_keep_s = frame_keep_s + _FRAME_SLACK_S
@@ -216,7 +225,8 @@ class VadSegmenter:
         probability = self._probability(frame)
         start = self._frames_done * FRAME_SAMPLES
         end = start + FRAME_SAMPLES
-        self._history.append(_Frame(start, frame.copy(), (time.perf_counter() - started) * 1000))
+        vad_ms = (time.perf_counter() - started) * 1000
+        self._history.append(_Frame(start, frame.copy(), vad_ms, probability))
         self._frames_done += 1
         self.last_probability = probability
         segments: list[SpeechSegment] = []
@@ -242,18 +252,39 @@ class VadSegmenter:
                 segment = self._close(min(end, speech_end + self._pad), speech_end, forced=False)
                 segments.extend([segment] if segment else [])
             else:
-                segment = self._close(end, end, forced=True)
+                cut = self._split_point(end)
+                segment = self._close(cut, cut, forced=True, at_pause=cut < end)
                 segments.extend([segment] if segment else [])
-                # Speech goes on: the next segment starts exactly where this one was cut, and is kept
-                # however short it turns out (it is the tail of real speech).
+                # Speech goes on: the next segment starts exactly where this one was cut (audio already
+                # heard after the cut is its beginning), and is kept however short it turns out.
                 self._triggered = self._continued = True
-                self._speech_start = self._segment_start = end
+                self._speech_start = self._segment_start = cut
         if not self._triggered:
             while len(self._history) > self._preroll_frames:
                 self._history.popleft()
         return segments
 
-    def _close(self, end: int, speech_end: int, *, forced: bool) -> SpeechSegment | None:
+    def _split_point(self, end: int) -> int:
+        """Where to force-split the open segment, whose audio is heard up to `end`: the middle of the
+        longest pause in the last `split_search_s`, else `end`. Reads the frames already kept for the
+        segment; the VAD is not run again."""
+        if self._split_search_frames == 0:
+            return end
+        window = list(itertools.islice(reversed(self._history), self._split_search_frames))[::-1]
+        window = [f for f in window if f.start >= self._segment_start]
+        if not window:
+            return end
+        offset = find_pause(
+            np.concatenate([f.samples for f in window]),
+            np.array([f.probability for f in window]),
+            FRAME_SAMPLES,
+            self.options.threshold,
+        )
+        return end if offset is None else window[0].start + offset
+
+    def _close(
+        self, end: int, speech_end: int, *, forced: bool, at_pause: bool = False
+    ) -> SpeechSegment | None:
         start = self._segment_start
         continued, self._continued = self._continued, False
         self._triggered = False
@@ -276,6 +307,7 @@ class VadSegmenter:
             samples=audio,
             frames=self._take_frames(start_s, end_s),
             forced_split=forced,
+            forced_without_pause=forced and not at_pause,
             vad_ms=sum(f.vad_ms for f in parts),
             cut_monotonic_s=time.monotonic(),
         )

@@ -1,17 +1,21 @@
-"""A real Mosquitto broker on a free loopback port, for publisher and end-to-end tests."""
+"""A real Mosquitto broker on a free loopback port, for publisher and end-to-end tests; optionally a TLS
+listener (tests/tls_certs.py) and user names with passwords instead of anonymous access."""
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
 
 
 def free_port() -> int:
@@ -20,25 +24,58 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class ServerTls:
+    """PEM files of a TLS listener; with `require_client_cert`, clients must show a certificate `ca` signed."""
+
+    ca: Path
+    cert: Path
+    key: Path
+    require_client_cert: bool = False
+
+
 class Mosquitto:
     """One mosquitto process; `stop()` and `start()` again keep the same port (restart tests)."""
 
-    def __init__(self, workdir: Path, port: int | None = None, persistence: bool = False) -> None:
-        """With `persistence`, sessions and queued QoS 1 messages survive `stop()` + `start()` (not `kill()`)."""
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        persistence: bool = False,
+        tls: ServerTls | None = None,
+        users: dict[str, str] | None = None,
+    ) -> None:
+        """With `persistence`, sessions and queued QoS 1 messages survive `stop()` + `start()` (not `kill()`).
+        With `tls`, the listener speaks only TLS; with `users` (name: password), anonymous clients are refused."""
         self.port = port or free_port()
+        self.tls = tls
         self.config = workdir / f"mosquitto-{self.port}.conf"
         store = (
             f"persistence true\npersistence_location {workdir}/\n" if persistence else "persistence false\n"
         )
-        self.config.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n{store}log_dest stderr\nlog_type error\n"
-        )
+        access = "allow_anonymous true\n"
+        if users:
+            passwords = workdir / f"mosquitto-{self.port}.passwd"
+            for index, (user, password) in enumerate(users.items()):
+                create = ["-c"] if index == 0 else []
+                subprocess.run([MOSQUITTO_PASSWD, *create, "-b", str(passwords), user, password], check=True)
+            access = f"allow_anonymous false\npassword_file {passwords}\n"
+        listener = f"listener {self.port} 127.0.0.1\n"
+        if tls is not None:
+            listener += f"cafile {tls.ca}\ncertfile {tls.cert}\nkeyfile {tls.key}\n"
+            if tls.require_client_cert:
+                listener += "require_certificate true\n"
+        if tls is not None or users:
+            # Started as root, mosquitto switches to user `mosquitto`, which cannot read a test's private files.
+            listener += f"user {getpass.getuser()}\n"
+        self.config.write_text(f"{listener}{access}{store}log_dest stderr\nlog_type error\n")
         self.log = workdir / f"mosquitto-{self.port}.log"
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
+        """The URL without credentials: `mqtts://` for a TLS listener."""
+        return f"{'mqtts' if self.tls else 'mqtt'}://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         with self.log.open("ab") as log:

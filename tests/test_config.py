@@ -82,6 +82,7 @@ def test_unknown_key_is_one_line_naming_file_and_key(tmp_path: Path, text: str, 
         ("asr:\n  short_window: 1\n", "asr.short_window"),
         ("vad: 3\n", "vad"),
         ("mqtt:\n  qos: 3\n", "mqtt.qos"),
+        ("vad:\n  split_search_s: -1\n", "vad.split_search_s"),
     ],
 )
 def test_bad_value_is_one_line_naming_file_and_key(tmp_path: Path, text: str, key: str) -> None:

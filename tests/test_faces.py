@@ -11,7 +11,6 @@ from engines.faces import (
     FaceDetector,
     FaceDetectorOptions,
     FaceMeshGeometry,
-    detect_faces,
     geometry_from_landmarks,
 )
 
@@ -34,15 +33,22 @@ def test_finds_the_astronaut(backend):
     assert iou(boxes[0], ASTRONAUT_FACE) > 0.6
 
 
-def test_blank_frame_has_no_face():
-    assert detect_faces(np.zeros((120, 160, 3), np.uint8)) == []
+@pytest.fixture(scope="module")
+def detector():
+    found = FaceDetector()
+    yield found
+    found.close()
 
 
-def test_boxes_are_clipped_and_sorted_largest_first():
+def test_blank_frame_has_no_face(detector):
+    assert detector.detect(np.zeros((120, 160, 3), np.uint8)) == []
+
+
+def test_boxes_are_clipped_and_sorted_largest_first(detector):
     image = data.astronaut()
     # Face cut by the left edge plus a full face: both boxes inside the frame.
     frame = np.concatenate([image[:, 220:420], image[:, 100:400]], axis=1)
-    boxes = detect_faces(frame)
+    boxes = detector.detect(frame)
     assert all(0 <= b.x0 <= b.x1 <= frame.shape[1] and 0 <= b.y0 <= b.y1 <= frame.shape[0] for b in boxes)
     assert [b.area for b in boxes] == sorted((b.area for b in boxes), reverse=True)
 

@@ -245,7 +245,7 @@ def test_training_cli_interrupted_while_importing(tmp_path: Path, sig: signal.Si
 def test_a_second_signal_stops_waiting_for_a_broker_that_is_gone(private_mosquitto: Mosquitto) -> None:
     """The broker dies after the first result; once the streams have ended the runtime waits for it
     to take the outbox (`mqtt.shutdown_drain_timeout_s`). A first signal changes nothing there, a
-    second gives up at once: one warning with the count, no traceback, the status of a normal end."""
+    second gives up at once: one warning with the count, no traceback, status 3 (not acknowledged)."""
     process = start_demo("--mqtt", private_mosquitto.url, "-v")
     assert process.stdout is not None and process.stderr is not None
     process.stdout.readline()
@@ -258,6 +258,7 @@ def test_a_second_signal_stops_waiting_for_a_broker_that_is_gone(private_mosquit
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=TIMEOUT_S)
     text = stderr.decode()
-    assert process.returncode == 0, text[-3000:]
+    assert process.returncode == 3, text[-3000:]
     assert "Traceback" not in text and "unreachable at shutdown" not in text, text[-3000:]
+    assert "results not acknowledged by the MQTT broker" in text
     assert re.search(r"stopped waiting for the MQTT broker: [1-9]\d* message\(s\) not delivered", text), text

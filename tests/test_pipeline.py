@@ -135,14 +135,18 @@ def make_input(segment: SpeechSegment, transcript: Transcript) -> dict:
 
 
 def build(
-    source: ListSource, asr: ScriptedAsr, n: int = 10, **options: object
+    source: ListSource,
+    asr: ScriptedAsr,
+    n: int = 10,
+    segmenter: EveryNChunks | None = None,
+    **options: object,
 ) -> tuple[Pipeline, ListSink, RecordingSession]:
     sink, session = ListSink(), RecordingSession()
     pipeline = Pipeline(
         stream_id="harness",
         model_id="fake",
         source=source,
-        segmenter=EveryNChunks(n),
+        segmenter=segmenter or EveryNChunks(n),
         transcriber=asr,
         session=session,
         make_input=make_input,
@@ -185,6 +189,22 @@ def test_empty_transcripts_are_counted_not_published() -> None:
     assert [r.text for r in sink.results] == ["utterance from chunk 0.", "utterance from chunk 20."]
     assert [r.utterance_id for r in sink.results] == [1, 2]
     assert metrics.empty_transcripts == 1
+
+
+def test_forced_splits_are_counted() -> None:
+    class ForcedEveryNChunks(EveryNChunks):
+        """Every cut is forced by the length limit; every other one found no pause to fall in."""
+
+        def _cut(self) -> SpeechSegment:
+            segment = super()._cut()
+            segment.forced_split = True
+            segment.forced_without_pause = segment.segment_id % 2 == 1
+            return segment
+
+    segmenter = ForcedEveryNChunks(10)
+    pipeline, _, _ = build(ListSource(chunks(40)), ScriptedAsr(), segmenter=segmenter, realtime=False)
+    metrics = asyncio.run(pipeline.run())
+    assert (metrics.segments, metrics.forced_splits, metrics.forced_splits_without_pause) == (4, 4, 2)
 
 
 def test_stop_finishes_the_in_flight_utterance() -> None:

@@ -16,11 +16,12 @@ from pathlib import Path
 import av
 import numpy as np
 
+from engines.errors import MediaError
+from engines.media_format import SAMPLE_RATE_HZ
 from training.data import DataError, Utterance, load_dialogues
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE_HZ = 16_000
 
 MELD_SPLITS = {
     "train": ("train_sent_emo.csv", "train_splits"),
@@ -49,10 +50,6 @@ IEMOCAP_LABELS = {
     "fru": "frustrated",
 }
 """The six classes M2FNet reports on IEMOCAP; other codes (xxx, oth, sur, fea, dis) are skipped and reported."""
-
-
-class MediaError(Exception):
-    """One clip cannot be decoded; the message says why in one line."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from engines.audio_extractor import AudioExtractor, AudioExtractorConfig, embed_audio, raw_prosody
+from engines.errors import MediaError
 from engines.extractor_store import new_extractor, save_extractor
 from engines.visual_extractor import (
     FramePreparer,
@@ -31,7 +32,7 @@ from engines.visual_extractor import (
 from training.augment import AudioAugmentOptions, add_noise, random_crop, time_warp
 from training.data import DataError
 from training.losses import TripletLossOptions, extractor_loss, mine_triplets
-from training.media import DecodeOptions, MediaError, SkipReport, decode_audio, decode_frames, load_media
+from training.media import DecodeOptions, SkipReport, decode_audio, decode_frames, load_media
 
 logger = logging.getLogger(__name__)
 

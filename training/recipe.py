@@ -17,14 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from engines.extractor_store import ExtractorError, read_meta
+from engines.media_format import MEDIA_MODALITIES
 from training.data import DataError, load_dialogues
 from training.extract import ExtractOptions, extract_features
 from training.features_io import ModalityFeatures, file_sha1, load_features
 from training.pretrain import PretrainOptions, linear_probe, pretrain_extractor
 
 logger = logging.getLogger(__name__)
-
-MEDIA_MODALITIES = ("audio", "visual")
 
 
 @dataclass

@@ -11,15 +11,19 @@ import logging
 import signal
 import sys
 
+from realtime.mqtt_tls import TlsSettingError, tls_context
 from realtime.overlay.server import Overlay, OverlayError, OverlayOptions
-from realtime.publish import BrokerUnreachableError, MqttSettingError
+from realtime.publish import BrokerUnreachableError, MqttOptions, MqttSettingError, parse_mqtt_url
 
 _DEFAULTS = OverlayOptions()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m realtime.overlay", description=__doc__.splitlines()[0])
-    parser.add_argument("--mqtt", required=True, help="mqtt://[user:pass@]host:port of the broker to follow")
+    parser.add_argument(
+        "--mqtt", required=True, help="mqtt[s]://[user:pass@]host:port of the broker to follow"
+    )
+    parser.add_argument("--mqtt-ca", metavar="FILE", help="CA of an mqtts:// broker (default: system store)")
     parser.add_argument("--host", default=_DEFAULTS.host, help="interface to serve on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=_DEFAULTS.port, help="HTTP port (default: %(default)s)")
     parser.add_argument("--topic-prefix", default=_DEFAULTS.topic_prefix, help="(default: %(default)s)")
@@ -29,15 +33,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def serve(options: OverlayOptions, mqtt_url: str) -> None:
+async def serve(options: OverlayOptions, mqtt_url: str, mqtt_ca: str | None = None) -> None:
     """Serve until SIGINT or SIGTERM."""
+    tls = tls_context(parse_mqtt_url(mqtt_url).tls, MqttOptions(ca_file=mqtt_ca))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with Overlay(options) as overlay:
-        await overlay.connect(mqtt_url)
-        print(f"overlay {overlay.url}  following {mqtt_url}", flush=True)
+        await overlay.connect(mqtt_url, tls)
+        print(f"overlay {overlay.url}  following {parse_mqtt_url(mqtt_url).url}", flush=True)
         await stop.wait()
 
 
@@ -49,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     options = OverlayOptions(host=args.host, port=args.port, topic_prefix=args.topic_prefix)
     try:
-        asyncio.run(serve(options, args.mqtt))
-    except (OverlayError, MqttSettingError, BrokerUnreachableError) as exc:
+        asyncio.run(serve(options, args.mqtt, args.mqtt_ca))
+    except (OverlayError, MqttSettingError, TlsSettingError, BrokerUnreachableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

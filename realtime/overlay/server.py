@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl
 from dataclasses import dataclass
 from importlib import resources
 from typing import Self
@@ -92,12 +93,14 @@ class Overlay:
         self.port = self._server.sockets[0].getsockname()[1]
         logger.info("overlay page at %s", self.url)
 
-    async def connect(self, mqtt_url: str) -> None:
-        """Follow the results on `mqtt_url`; raise `BrokerUnreachableError` if the first connect fails."""
+    async def connect(self, mqtt_url: str, tls_context: ssl.SSLContext | None = None) -> None:
+        """Follow the results on `mqtt_url` (`tls_context` for `mqtts://`); raise `BrokerUnreachableError`
+        if the first connect fails."""
         address = parse_mqtt_url(mqtt_url)
         connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._follower = asyncio.create_task(
-            follow(address, self.options.topic_prefix, self.state, connected), name="overlay-subscriber"
+            follow(address, self.options.topic_prefix, self.state, connected, tls_context),
+            name="overlay-subscriber",
         )
         await connected
 

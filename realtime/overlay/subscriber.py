@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import uuid
 
 import aiomqtt
 
+from realtime.mqtt_tls import describe_connect_error
 from realtime.overlay.state import KINDS, OverlayState
 from realtime.publish import BrokerAddress, BrokerUnreachableError
 
@@ -18,12 +20,17 @@ RECONNECT_MAX_S = 8.0
 
 
 async def follow(
-    address: BrokerAddress, topic_prefix: str, state: OverlayState, connected: asyncio.Future[None]
+    address: BrokerAddress,
+    topic_prefix: str,
+    state: OverlayState,
+    connected: asyncio.Future[None],
+    tls_context: ssl.SSLContext | None = None,
 ) -> None:
     """Subscribe to `<prefix>/+/{utterance,interim,available}` until cancelled.
 
     `connected` gets the first connection's outcome (`BrokerUnreachableError` naming the URL); later
     losses are retried with backoff. Retained availability arrives on every (re)subscribe.
+    `tls_context`: for an `mqtts://` address (realtime/mqtt_tls.py).
     """
     prefix = topic_prefix.rstrip("/")
     delay_s = RECONNECT_INITIAL_S
@@ -37,6 +44,7 @@ async def follow(
                 password=address.password,
                 identifier=identifier,
                 timeout=5.0,
+                tls_context=tls_context,
             ) as client:
                 for kind in KINDS:
                     await client.subscribe(f"{prefix}/+/{kind}", qos=0 if kind == "interim" else 1)
@@ -51,8 +59,9 @@ async def follow(
                     state.take(levels[-2], levels[-1], payload)
         except aiomqtt.MqttError as exc:
             if not connected.done():
+                reason = describe_connect_error(exc, address.tls)
                 connected.set_exception(
-                    BrokerUnreachableError(f"cannot reach MQTT broker at {address.url}: {exc}")
+                    BrokerUnreachableError(f"cannot reach MQTT broker at {address.url}: {reason}")
                 )
                 return
             # One failed attempt is routine (a broker stopping at the end of a run); more are worth a warning.
