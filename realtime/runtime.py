@@ -326,7 +326,7 @@ class Runtime:
         for writer in (self._console, self._jsonl_writer):
             if writer is not None:
                 await asyncio.to_thread(writer.close)
-        if self._saved_signals:  # held to the end: a signal while delivering the outbox changes nothing
+        if self._saved_signals:  # held to the end, see above
             interrupts.take_back(self._saved_signals)
             self._saved_signals = {}
 

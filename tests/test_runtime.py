@@ -253,6 +253,18 @@ def test_a_second_signal_aborts_every_stream() -> None:
     assert [r.stream_id for r in reports] == ["s1", "s2", "s3"]
 
 
+def test_the_signals_are_borrowed_while_running_and_given_back() -> None:
+    """The handlers in place before (a CLI's `engines.interrupts`, here pytest's) are back after close."""
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    async def scenario() -> None:
+        async with Runtime(harness_config(), models=Models(BatchAsr(), FakeRecognizer())):
+            assert all(signal.getsignal(sig) is not handler for sig, handler in before.items())
+
+    asyncio.run(scenario())
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
 def test_add_stream_opens_a_source_spec_and_names_a_bad_one(tmp_path) -> None:
     async def scenario() -> None:
         models = Models(BatchAsr(), FakeRecognizer())
