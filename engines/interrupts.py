@@ -11,6 +11,7 @@ instead (the live runtime while its streams run) lends the signals to its event 
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import sys
@@ -51,11 +52,18 @@ def install() -> None:
 
 def run_cli(main: Callable[[], int]) -> NoReturn:
     """Exit with `main()`'s status. An interrupt propagates to `install`'s hook (one line, 128 + the
-    signal number); once `main` has returned the work is done, and signals are ignored while the
-    interpreter tears down (a signal there would otherwise kill the process by default)."""
+    signal number). Once `main` has returned, the status is decided: a signal while the interpreter
+    waits for worker threads exits with it at once, and during the teardown after that signals are
+    ignored (Python puts its default back there, which would kill the process)."""
     status = main()
+
+    def exit_with_status(signum: int, frame: FrameType | None) -> None:
+        _flush()
+        os._exit(status)
+
     for sig in SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
+        signal.signal(sig, exit_with_status)
+    atexit.register(_ignore_signals)  # atexit runs after the threads are joined, before the teardown
     sys.exit(status)
 
 
@@ -143,12 +151,23 @@ def _excepthook(kind: type[BaseException], error: BaseException, tb: TracebackTy
 def _exit_now(signum: int) -> NoReturn:
     """One line, then exit at once: worker threads still loading a model would otherwise hold the
     process at interpreter exit."""
-    for sig in SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
+    _ignore_signals()
     try:
         print(f"interrupted ({signal.Signals(signum).name})", file=sys.stderr)
-        sys.stdout.flush()
-        sys.stderr.flush()
     except OSError:  # a closed pipe on the other end has nothing left to tell
         pass
+    _flush()
     os._exit(128 + signum)
+
+
+def _ignore_signals() -> None:
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed by the other end, or by the program
+            pass

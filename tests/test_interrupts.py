@@ -166,6 +166,35 @@ def test_a_loop_borrows_the_signals_and_gives_them_back() -> None:
     assert_interrupted(process.returncode, stderr.decode(), signal.SIGTERM)
 
 
+def test_once_main_has_returned_a_signal_keeps_its_status() -> None:
+    """A worker thread still holds the process at exit: a signal then ends it with `main`'s status."""
+    process = start_script(
+        """
+        import signal
+        import threading
+        import time
+        from engines import interrupts
+        interrupts.install()
+
+        def worker():
+            while signal.getsignal(signal.SIGTERM) is interrupts._on_signal:
+                time.sleep(0.01)
+            print("returned", flush=True)  # run_cli has taken the status
+            time.sleep(60)
+
+        def main():
+            threading.Thread(target=worker).start()
+            return 0
+
+        interrupts.run_cli(main)
+        """
+    )
+    read_until(process, "returned")
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=TIMEOUT_S)
+    assert process.returncode == 0 and stderr == b"", stderr.decode()
+
+
 def start_demo(*extra: str) -> subprocess.Popen[bytes]:
     args = run_live_args("--source", "demo", "--no-realtime", "--jsonl", "-", *extra)
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env())
