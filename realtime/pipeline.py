@@ -5,8 +5,10 @@ real stages from `run_live.py` and a frames-in/events-out harness in tests. Bloc
 the recognizer) runs on dedicated single-thread executors, never on the event loop; the VAD is cheap
 (well under a millisecond per 32 ms chunk) and runs inline, its cost counted per chunk.
 
-With an attributor, the recognizer's thread first says who spoke (`realtime/speakers.py`): the label
-goes into the model's text input and the name into the message. With an interim sink, provisional
+With an attributor, the recognizer's thread says who spoke (`realtime/speakers.py`): the label goes
+into the model's text input and the name into the message. The voice embedding needs only the audio,
+so it is computed on the recognizer's thread while Whisper transcribes (the two threads overlap
+instead of taking turns); once the text is back only the clustering is left. With an interim sink, provisional
 results of the utterance being spoken are published around the final ones (`realtime/interim.py`).
 
 Control: when the source ends (or `stop()` is called: SIGINT/SIGTERM), capture stops, the VAD is
@@ -60,10 +62,12 @@ class ResultSink(Protocol):
 
 
 class SpeakerAttribution(Protocol):
-    """`realtime.speakers.SpeakerAttributor`: `attribute(samples) -> SpeakerTurn` (label, name, costs);
-    `identify(samples) -> SpeakerTurn | None` looks up a known voice without learning from it."""
+    """`realtime.speakers.SpeakerAttributor`: `embed(samples) -> Voice` (audio only, learns nothing),
+    `assign(voice) -> SpeakerTurn` (label, name, costs); `identify(samples) -> SpeakerTurn | None`
+    looks up a known voice without learning from it."""
 
-    def attribute(self, samples: Any) -> Any: ...
+    def embed(self, samples: Any) -> Any: ...
+    def assign(self, voice: Any) -> Any: ...
     def identify(self, samples: Any) -> Any: ...
 
 
@@ -92,6 +96,8 @@ class PipelineOptions:
 class _Transcribed:
     segment: SpeechSegment
     transcript: Transcript
+    voice: asyncio.Future[Any] | None = None
+    """The speaker embedding, started on the recognizer's thread when Whisper took the segment."""
 
 
 _END = object()
@@ -282,6 +288,9 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         while (item := await self._segments.get()) is not _END:
             assert isinstance(item, SpeechSegment)
+            voice = None
+            if self._attributor is not None:
+                voice = loop.run_in_executor(self._emotion_pool, self._attributor.embed, item.samples)
             self._busy += 1
             try:
                 transcript = await loop.run_in_executor(
@@ -299,8 +308,10 @@ class Pipeline:
                     getattr(transcript, "filtered", "") or "empty",
                     transcript.no_speech_prob,
                 )
+                if voice is not None:
+                    voice.cancel()
                 continue
-            await self._utterances.put(_Transcribed(item, transcript))
+            await self._utterances.put(_Transcribed(item, transcript, voice))
             self.metrics.utterance_queue_peak = max(
                 self.metrics.utterance_queue_peak, self._utterances.qsize()
             )
@@ -313,8 +324,9 @@ class Pipeline:
             segment, transcript = item.segment, item.transcript
             self._busy += 1
             try:
+                voice = await item.voice if item.voice is not None else None
                 prediction, turn = await loop.run_in_executor(
-                    self._emotion_pool, self._recognize, segment, transcript
+                    self._emotion_pool, self._recognize, segment, transcript, voice
                 )
             finally:
                 self._busy -= 1
@@ -333,9 +345,9 @@ class Pipeline:
             self._record(timings)
         self.metrics.wall_s = time.perf_counter() - self._started
 
-    def _recognize(self, segment: SpeechSegment, transcript: Transcript) -> tuple[Any, Any]:
+    def _recognize(self, segment: SpeechSegment, transcript: Transcript, voice: Any) -> tuple[Any, Any]:
         """On the recognizer's thread: who spoke (it feeds the model's text input), then the emotion."""
-        turn = self._attributor.attribute(segment.samples) if self._attributor is not None else None
+        turn = self._attributor.assign(voice) if self._attributor is not None else None
         utterance = self._make_input(segment, transcript)
         if turn is not None:
             utterance.speaker = turn.label
