@@ -14,13 +14,31 @@ from realtime.transcribe import AsrOptions, Transcriber
 
 
 def test_batched_whisper_gives_the_texts_of_one_by_one(espeak_wav) -> None:
-    transcriber = Transcriber(AsrOptions())
+    transcriber = Transcriber(AsrOptions(greedy_batch_utterances=0))
     audios = sentences_audio(espeak_wav)
     one_by_one = [transcriber.transcribe(audio) for audio in audios]
     batched = transcriber.transcribe_batch(audios)
     assert [t.text for t in batched] == [t.text for t in one_by_one]
     assert wer(list(espeak_wav.sentences), [t.text for t in batched]) <= 0.25
     assert all(t.language == "en" and t.asr_ms > 0 for t in batched)
+
+
+def test_a_crowded_batch_decodes_greedily_a_small_one_with_the_beam(espeak_wav, monkeypatch) -> None:
+    """From `greedy_batch_utterances` up, the texts are those of greedy one by one; below, of beam 5."""
+    audios = sentences_audio(espeak_wav)
+    assert len(audios) >= 3
+    transcriber = Transcriber(AsrOptions(beam_size=5, greedy_batch_utterances=3))
+    greedy = Transcriber(AsrOptions(beam_size=1))
+    beams: list[int] = []
+    decode = transcriber._decode_batch
+    monkeypatch.setattr(
+        transcriber, "_decode_batch", lambda a, w, beam: beams.append(beam) or decode(a, w, beam)
+    )
+    crowded = transcriber.transcribe_batch(audios)
+    pair = transcriber.transcribe_batch(audios[:2])
+    assert beams == [1, 5]
+    assert [t.text for t in crowded] == [greedy.transcribe(audio).text for audio in audios]
+    assert [t.text for t in pair] == [transcriber.transcribe(audio).text for audio in audios[:2]]
 
 
 class Scripted:
