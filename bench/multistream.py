@@ -50,17 +50,18 @@ def worker(n: int, clips: list[str], args: argparse.Namespace) -> dict:
         config.asr.greedy_batch_utterances = args.greedy_batch
     config.capture.realtime = config.pipeline.realtime = True
 
-    async def serve() -> tuple[list, list[float]]:
+    async def serve() -> tuple[list, list[float], int, int]:
         async with Runtime(config, node_id="bench") as runtime:
             for i in range(n):
                 if i and args.stagger_s:
                     await asyncio.sleep(args.stagger_s)
                 await runtime.add_stream(clips[i % len(clips)], f"s{i}")
             reports = await runtime.wait()
-            return reports, list(runtime.batching_metrics.queue_wait.recent_ms)
+            m = runtime.batching_metrics
+            return reports, list(m.queue_wait.recent_ms), m.batches, m.utterances
 
     started = time.perf_counter()
-    reports, asr_wait_ms = asyncio.run(serve())
+    reports, asr_wait_ms, asr_calls, asr_requests = asyncio.run(serve())
     wall_s = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
@@ -70,6 +71,8 @@ def worker(n: int, clips: list[str], args: argparse.Namespace) -> dict:
             f + u for r in reports for f, u in zip(r.pipeline.features.recent_ms, r.pipeline.fusion.recent_ms)
         ],
         "asr_wait_ms": asr_wait_ms,
+        "asr_calls": asr_calls,
+        "asr_requests": asr_requests,
         "speaker_ms": [v for r in reports for v in r.pipeline.speaker.recent_ms],
         "features_ms": [v for r in reports for v in r.pipeline.features.recent_ms],
         "fusion_ms": [v for r in reports for v in r.pipeline.fusion.recent_ms],
@@ -110,6 +113,8 @@ def collect(processes: list[subprocess.Popen[str]]) -> dict:
         "asr_ms": [v for r in runs for v in r["asr_ms"]],
         "emotion_ms": [v for r in runs for v in r["emotion_ms"]],
         **{key: [v for r in runs for v in r[key]] for key in STAGES},
+        "asr_calls": sum(r["asr_calls"] for r in runs),
+        "asr_requests": sum(r["asr_requests"] for r in runs),
         "results": sum(r["results"] for r in runs),
         "segments": sum(r["segments"] for r in runs),
         "dropped": sum(r["dropped"] for r in runs),
@@ -133,7 +138,8 @@ def stages(run: dict) -> str:
         parts.append(
             f"{key.removesuffix('_ms')} {np.percentile(values, 50):.0f}/{np.percentile(values, 95):.0f}"
         )
-    return "      stages p50/p95 ms: " + ", ".join(parts)
+    calls = f"; Whisper: {run['asr_requests']} requests (finals and interims) in {run['asr_calls']} calls"
+    return "      stages p50/p95 ms: " + ", ".join(parts) + calls
 
 
 def row(label: str, n: int, run: dict) -> str:

@@ -296,6 +296,10 @@ class Pipeline:
                 transcript = await loop.run_in_executor(
                     self._asr_pool, self._transcriber.transcribe, item.samples
                 )
+            except BaseException:
+                if voice is not None:
+                    voice.cancel()
+                raise
             finally:
                 self._busy -= 1
             if not _SPOKEN.search(transcript.text):
