@@ -100,6 +100,14 @@ class _Transcribed:
     """The speaker embedding, started on the recognizer's thread when Whisper took the segment."""
 
 
+class FinalWork:
+    """Final-result work in the executors (Whisper or the recognizer), counted over the streams that
+    share them; interim results start only while it is zero. Touched on the event loop only."""
+
+    def __init__(self) -> None:
+        self.running = 0
+
+
 _END = object()
 """Control item that follows the last data item through both queues."""
 
@@ -122,6 +130,7 @@ class Pipeline:
         attributor: SpeakerAttribution | None = None,
         interim_sink: InterimSink | None = None,
         emotion_executor: Executor | None = None,
+        final_work: FinalWork | None = None,
     ) -> None:
         """`make_input(segment, transcript)` builds the recognizer's input (`engines.stream.UtteranceInput`);
         with an `attributor`, its `speaker` is set to the utterance's speaker label before recognition.
@@ -130,6 +139,7 @@ class Pipeline:
 
         `emotion_executor`: a single-thread executor shared by the streams of one process, so their
         recognizer calls take turns on one core instead of competing; None gives this stream its own.
+        `final_work`: shared likewise, so that no stream's interim results hold up another's finals.
         """
         self.stream_id = stream_id
         self.model_id = model_id
@@ -153,8 +163,7 @@ class Pipeline:
                 transcribe=self._transcribe_interim,
                 recognize=self._recognize_interim,
             )
-        self._busy = 0
-        """Final-result work in the executors; interim results run only while it is zero."""
+        self._final_work = final_work or FinalWork()
         self._segments: asyncio.Queue[SpeechSegment | object] = asyncio.Queue(self.options.segment_queue_size)
         self._utterances: asyncio.Queue[_Transcribed | object] = asyncio.Queue(
             self.options.utterance_queue_size
@@ -245,7 +254,9 @@ class Pipeline:
                 for segment in segments:
                     await self._enqueue_segment(segment)
                 if self._interim is not None:
-                    idle = not self._busy and self._segments.empty() and self._utterances.empty()
+                    idle = (
+                        not self._final_work.running and self._segments.empty() and self._utterances.empty()
+                    )
                     self._interim.on_audio(item.end_s, idle)
         finally:
             stop_wait.cancel()
@@ -291,7 +302,7 @@ class Pipeline:
             voice = None
             if self._attributor is not None:
                 voice = loop.run_in_executor(self._emotion_pool, self._attributor.embed, item.samples)
-            self._busy += 1
+            self._final_work.running += 1
             try:
                 transcript = await loop.run_in_executor(
                     self._asr_pool, self._transcriber.transcribe, item.samples
@@ -301,7 +312,7 @@ class Pipeline:
                     voice.cancel()
                 raise
             finally:
-                self._busy -= 1
+                self._final_work.running -= 1
             if not _SPOKEN.search(transcript.text):
                 self.metrics.empty_transcripts += 1
                 logger.info(
@@ -326,14 +337,14 @@ class Pipeline:
         while (item := await self._utterances.get()) is not _END:
             assert isinstance(item, _Transcribed)
             segment, transcript = item.segment, item.transcript
-            self._busy += 1
+            self._final_work.running += 1
             try:
                 voice = await item.voice if item.voice is not None else None
                 prediction, turn = await loop.run_in_executor(
                     self._emotion_pool, self._recognize, segment, transcript, voice
                 )
             finally:
-                self._busy -= 1
+                self._final_work.running -= 1
             timings = StageTimings(
                 vad=segment.vad_ms,
                 asr=transcript.asr_ms,

@@ -410,3 +410,67 @@ def test_the_voice_is_embedded_while_whisper_transcribes() -> None:
     assert attributor.embedded == [0, 10, 20, 30]
     assert [r.text for r in sink.results] == [f"utterance from chunk {i}." for i in (0, 20, 30)]
     assert [r.speaker for r in sink.results] == ["Ana", "S2", "Ana"]
+
+
+class AlwaysSpeaking(EveryNChunks):
+    """A segmenter with interim hooks: one utterance open from 0 s that never ends."""
+
+    speaking_since_s = 0.0
+    pausing = False
+
+    def push(self, chunk: AudioChunk) -> list[SpeechSegment]:
+        self.audio.append(chunk)
+        return []
+
+    def flush(self) -> list[SpeechSegment]:
+        return []
+
+    def open_samples(self) -> np.ndarray:
+        return np.concatenate([c.samples for c in self.audio])
+
+
+class PacedSource(ListSource):
+    async def stream(self):
+        for item in self.items:
+            await asyncio.sleep(0.005)
+            yield item
+
+
+class InterimSinkStub:
+    def __init__(self) -> None:
+        self.results: list[EmotionResult] = []
+
+    def emit_interim(self, result: EmotionResult) -> bool:
+        self.results.append(result)
+        return True
+
+
+def test_another_streams_final_work_holds_interim_results_back() -> None:
+    """Streams share `FinalWork`: while another stream's final result is in flight, this stream's
+    interim results are skipped (counted), so previews never delay anybody's finals."""
+    from realtime.pipeline import FinalWork
+
+    def run(others_running: int) -> tuple[int, int]:
+        shared, sink = FinalWork(), InterimSinkStub()
+        shared.running = others_running
+        session = RecordingSession()
+        session.preview = session.add  # type: ignore[attr-defined]
+        pipeline = Pipeline(
+            stream_id="b",
+            model_id="fake",
+            source=PacedSource(chunks(120)),
+            segmenter=AlwaysSpeaking(10),
+            transcriber=ScriptedAsr(),
+            session=session,
+            make_input=make_input,
+            sinks=[ListSink()],
+            options=PipelineOptions(realtime=True),
+            interim_sink=sink,
+            final_work=shared,
+        )
+        metrics = asyncio.run(pipeline.run())
+        return len(sink.results), metrics.interim_skipped
+
+    assert run(others_running=0)[0] >= 1
+    published, skipped = run(others_running=1)
+    assert published == 0 and skipped >= 2
