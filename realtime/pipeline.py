@@ -393,7 +393,9 @@ class Pipeline:
 
     async def _transcribe_interim(self, samples: Any) -> Transcript:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._asr_pool, self._transcriber.transcribe, samples)
+        # A shared Whisper (realtime.batching) serves interims after every stream's finals.
+        transcribe = getattr(self._transcriber, "transcribe_interim", self._transcriber.transcribe)
+        return await loop.run_in_executor(self._asr_pool, transcribe, samples)
 
     async def _recognize_interim(self, segment: SpeechSegment, transcript: Transcript) -> EmotionResult:
         loop = asyncio.get_running_loop()

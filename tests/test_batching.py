@@ -139,3 +139,37 @@ def test_one_stream_never_waits_for_company() -> None:
     call(batcher, 3, out).join(30)
     batcher.close()
     assert out == {3: "utterance 3"}
+
+
+def call_interim(batcher: BatchingTranscriber, name: int, out: dict) -> threading.Thread:
+    def run() -> None:
+        out[name] = batcher.transcribe_interim(np.full(160, name, np.float32)).text
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_finals_go_before_interims_and_interim_calls_stay_small() -> None:
+    """While a call runs, interims of streams 1-3 and finals of streams 4-5 queue up: the finals go
+    first, on their own, then the interims at most `max_interim_batch` per call."""
+    model = Scripted()
+    batcher = BatchingTranscriber(
+        model, BatchingOptions(window_ms=0, max_batch_utterances=8, max_interim_batch=2)
+    )
+    out: dict[int, str] = {}
+    threads = [call(batcher, 0, out)]
+    model.entered.wait(10)  # the first call holds the model
+    for name in (1, 2, 3):
+        threads.append(call_interim(batcher, name, out))
+    wait_waiting(batcher, 3)
+    for name in (4, 5):
+        threads.append(call(batcher, name, out))
+    wait_waiting(batcher, 5)
+    model.release.set()
+    for thread in threads:
+        thread.join(10)
+    batcher.close()
+    assert model.batches == [[0], [4, 5], [1, 2], [3]]
+    assert out == {n: f"utterance {n}" for n in range(6)}
+    assert batcher.metrics.interims == 3 and batcher.metrics.interims_passed_over == 3 + 1
