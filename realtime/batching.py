@@ -11,9 +11,10 @@ request waiting here; requests are served in arrival order. A talkative stream t
 one slot per batch and waits behind every stream that asked before its next utterance, never ahead.
 
 Interim requests (provisional text of an utterance still being spoken, `transcribe_interim`) come
-after final ones: a call holds only finals while any final waits, and at most
-`max_interim_batch` interims otherwise, because a final that arrives during an interim call waits
-for all of it.
+after final ones: a call holds only finals while any final waits. Capping interim calls at 2 (so
+that a final arriving during one waits less) made 8 lockstep streams slower here (p95 2,222 and
+2,083 ms against 1,539 and 1,476 uncapped, bench/multistream.py, load ~3.5): more calls for the same
+interims.
 """
 
 from __future__ import annotations
@@ -50,10 +51,6 @@ class BatchingOptions:
     by one. Measured here: 8 utterances took 1,194 ms batched, 1,812 ms one by one
     (bench/asr_batching.py); 8 streams in lockstep gave a similar or better p95 than one by one and
     a worse p50 (README, bench/multistream.py --max-batch)."""
-    max_interim_batch: int = 2
-    """Most interim requests in one call (made only while no final waits). Lockstep streams ask for
-    interims together, and a call of 8 held every final that arrived meanwhile for a whole call;
-    waiting interims go in later calls, and the stale ones are discarded by their streams."""
     max_waiting: int = 256
     """Requests held at once (one per stream at most, see the module docstring). Full: the caller's
     ASR thread waits for room, so its stream's segment queue applies its own drop policy; counted
@@ -70,7 +67,7 @@ class BatchingMetrics:
     interims: int = 0
     """Interim requests served (also counted in `utterances`)."""
     interims_passed_over: int = 0
-    """Times a waiting interim request was left for a later call (finals first, or the interim cap)."""
+    """Times a waiting interim request was left for a later call (finals first, or a full call)."""
     queue_wait: LatencyStats = field(default_factory=LatencyStats)
     """Time from a request to the start of the call that serves it."""
 
@@ -165,11 +162,7 @@ class BatchingTranscriber:
                     break
                 self._lock.wait(left)
             finals = [r for r in self._waiting if not r.interim]
-            batch = (
-                finals[:limit]
-                if finals
-                else list(self._waiting)[: min(limit, self.options.max_interim_batch)]
-            )
+            batch = (finals or list(self._waiting))[:limit]
             for request in batch:
                 self._waiting.remove(request)
             self.metrics.interims_passed_over += sum(r.interim for r in self._waiting)

@@ -31,7 +31,6 @@ _RANGES: dict[str, tuple[float, float]] = {
     "batching.window_ms": (0.0, 10_000.0),
     "batching.max_batch_utterances": (1, 256),
     "batching.max_waiting": (1, 100_000),
-    "batching.max_interim_batch": (1, 256),
     "vad.threshold": (0.0, 1.0),
     "vad.max_utterance_s": (0.5, 3600.0),
     "vad.split_search_s": (0.0, 60.0),

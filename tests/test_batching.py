@@ -150,13 +150,11 @@ def call_interim(batcher: BatchingTranscriber, name: int, out: dict) -> threadin
     return thread
 
 
-def test_finals_go_before_interims_and_interim_calls_stay_small() -> None:
+def test_finals_go_before_interims() -> None:
     """While a call runs, interims of streams 1-3 and finals of streams 4-5 queue up: the finals go
-    first, on their own, then the interims at most `max_interim_batch` per call."""
+    first, on their own, then the interims (at most `max_batch_utterances` per call)."""
     model = Scripted()
-    batcher = BatchingTranscriber(
-        model, BatchingOptions(window_ms=0, max_batch_utterances=8, max_interim_batch=2)
-    )
+    batcher = BatchingTranscriber(model, BatchingOptions(window_ms=0, max_batch_utterances=2))
     out: dict[int, str] = {}
     threads = [call(batcher, 0, out)]
     model.entered.wait(10)  # the first call holds the model
