@@ -4,8 +4,8 @@
 
 The utterances are the demo clip's (or CLIP's), cut by the real VAD. For each batch size k, k of
 them (cycled) are transcribed one by one with `Transcriber.transcribe` and together with
-`Transcriber.transcribe_batch`; prints the best wall time of each over `--repeats` and how many texts
-differ. Then the two halves apart, on 10 s windows: the encoder on k windows in one call against k
+`Transcriber.transcribe_batch` (beam 5, and greedy as `asr.greedy_batch_utterances` decodes a crowded
+batch); prints the best wall time of each over `--repeats` and how many texts differ from one by one. Then the two halves apart, on 10 s windows: the encoder on k windows in one call against k
 calls, and greedy decoding of k encoded windows in one call. Asserts nothing.
 """
 
@@ -57,20 +57,26 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     audio = asyncio.run(utterances(args.clip))
-    transcriber = Transcriber(AsrOptions())
+    transcriber = Transcriber(AsrOptions(greedy_batch_utterances=0))
+    greedy = Transcriber(AsrOptions(greedy_batch_utterances=1))
     transcriber.transcribe(audio[0])  # warm-up
+    greedy.transcribe_batch(audio[:2])
     seconds = [len(a) / 16_000 for a in audio]
     print(f"{len(audio)} utterances of {min(seconds):.1f}-{max(seconds):.1f} s; 1 CTranslate2 thread")
     print(
-        f"{'k':>3}{'one by one ms':>15}{'batched ms':>12}{'per utt 1x1':>13}{'per utt batch':>15}{'texts differ':>14}"
+        f"{'k':>3}{'one by one ms':>15}{'batched ms':>12}{'per utt 1x1':>13}{'per utt batch':>15}"
+        f"{'texts differ':>14}{'greedy batch ms':>17}{'greedy differ':>15}"
     )
     for k in args.sizes:
         batch = [audio[i % len(audio)] for i in range(k)]
         single_ms, singles = best_of(args.repeats, lambda b=batch: [transcriber.transcribe(a) for a in b])
         batch_ms, batched = best_of(args.repeats, lambda b=batch: transcriber.transcribe_batch(b))
+        greedy_ms, greedy_texts = best_of(args.repeats, lambda b=batch: greedy.transcribe_batch(b))
         differ = sum(a.text != b.text for a, b in zip(singles, batched))
+        greedy_differ = sum(a.text != b.text for a, b in zip(singles, greedy_texts))
         print(
             f"{k:>3}{single_ms:>15.0f}{batch_ms:>12.0f}{single_ms / k:>13.0f}{batch_ms / k:>15.0f}{differ:>14}"
+            f"{greedy_ms:>17.0f}{greedy_differ:>15}"
         )
     print(f"{'k':>3}{'encode 1 call ms':>18}{'encode k calls ms':>19}{'decode k together ms':>22}")
     model = transcriber._model

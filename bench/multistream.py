@@ -9,7 +9,9 @@ through every real stage (PyAV, Silero VAD, Whisper tiny.en, the shipped recogni
 broker). Every N runs in a fresh child process, so its peak RSS is its own. Prints, per N:
 `segment_to_publish` p50/p95 over all streams, dropped segments, utterances, CPU use (CPU seconds over
 wall seconds; 2.0 = both cores of this machine busy) and peak RSS (summed over processes with
---separate). Asserts nothing.
+--separate); then a line of p50/p95 per stage: the wait for a Whisper call (interim requests
+included), the call, the speaker (embedding, run while Whisper transcribes, plus clustering), the
+recognizer's features (text encoder) and fusion. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -44,18 +46,25 @@ def worker(n: int, clips: list[str], args: argparse.Namespace) -> dict:
         config.batching.max_batch_utterances = args.max_batch
     if args.encoder_workers is not None:
         config.asr.encoder_workers = args.encoder_workers
+    if args.greedy_batch is not None:
+        config.asr.greedy_batch_utterances = args.greedy_batch
     config.capture.realtime = config.pipeline.realtime = True
 
-    async def serve() -> list:
+    async def serve() -> tuple[list, list[float], int, int]:
         async with Runtime(config, node_id="bench") as runtime:
+            first = time.perf_counter()
             for i in range(n):
                 if i and args.stagger_s:
                     await asyncio.sleep(args.stagger_s)
                 await runtime.add_stream(clips[i % len(clips)], f"s{i}")
-            return await runtime.wait()
+            spread_ms.append((time.perf_counter() - first) * 1000)
+            reports = await runtime.wait()
+            m = runtime.batching_metrics
+            return reports, list(m.queue_wait.recent_ms), m.batches, m.utterances
 
+    spread_ms: list[float] = []
     started = time.perf_counter()
-    reports = asyncio.run(serve())
+    reports, asr_wait_ms, asr_calls, asr_requests = asyncio.run(serve())
     wall_s = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
@@ -64,6 +73,13 @@ def worker(n: int, clips: list[str], args: argparse.Namespace) -> dict:
         "emotion_ms": [
             f + u for r in reports for f, u in zip(r.pipeline.features.recent_ms, r.pipeline.fusion.recent_ms)
         ],
+        "asr_wait_ms": asr_wait_ms,
+        "asr_calls": asr_calls,
+        "start_spread_ms": spread_ms[0],
+        "asr_requests": asr_requests,
+        "speaker_ms": [v for r in reports for v in r.pipeline.speaker.recent_ms],
+        "features_ms": [v for r in reports for v in r.pipeline.features.recent_ms],
+        "fusion_ms": [v for r in reports for v in r.pipeline.fusion.recent_ms],
         "results": sum(r.pipeline.results for r in reports),
         "segments": sum(r.pipeline.segments for r in reports),
         "dropped": sum(r.pipeline.segments_dropped for r in reports),
@@ -81,6 +97,7 @@ def spawn(n: int, clips: list[str], args: argparse.Namespace) -> subprocess.Pope
         ("--batch-window-ms", args.batch_window_ms),
         ("--max-batch", args.max_batch),
         ("--encoder-workers", args.encoder_workers),
+        ("--greedy-batch", args.greedy_batch),
         ("--stagger-s", args.stagger_s),
     ):
         if value is not None:
@@ -99,6 +116,10 @@ def collect(processes: list[subprocess.Popen[str]]) -> dict:
         "samples_ms": [v for r in runs for v in r["samples_ms"]],
         "asr_ms": [v for r in runs for v in r["asr_ms"]],
         "emotion_ms": [v for r in runs for v in r["emotion_ms"]],
+        **{key: [v for r in runs for v in r[key]] for key in STAGES},
+        "asr_calls": sum(r["asr_calls"] for r in runs),
+        "start_spread_ms": max(r["start_spread_ms"] for r in runs),
+        "asr_requests": sum(r["asr_requests"] for r in runs),
         "results": sum(r["results"] for r in runs),
         "segments": sum(r["segments"] for r in runs),
         "dropped": sum(r["dropped"] for r in runs),
@@ -107,6 +128,24 @@ def collect(processes: list[subprocess.Popen[str]]) -> dict:
         "wall_s": max(r["wall_s"] for r in runs),
         "rss_mib": sum(r["rss_mib"] for r in runs),
     }
+
+
+STAGES = ("asr_wait_ms", "asr_ms", "speaker_ms", "features_ms", "fusion_ms")
+
+
+def stages(run: dict) -> str:
+    """p50/p95 of each stage, for what dominates."""
+    import numpy as np
+
+    parts = []
+    for key in STAGES:
+        values = np.array(run[key] or [float("nan")])
+        parts.append(
+            f"{key.removesuffix('_ms')} {np.percentile(values, 50):.0f}/{np.percentile(values, 95):.0f}"
+        )
+    calls = f"; Whisper: {run['asr_requests']} requests (finals and interims) in {run['asr_calls']} calls"
+    spread = f"; streams started over {run['start_spread_ms']:.0f} ms"
+    return "      stages p50/p95 ms: " + ", ".join(parts) + calls + spread
 
 
 def row(label: str, n: int, run: dict) -> str:
@@ -134,6 +173,7 @@ def main() -> int:
         "--max-batch", type=int, help="override batching.max_batch_utterances (1: no batching)"
     )
     parser.add_argument("--encoder-workers", type=int, help="override asr.encoder_workers")
+    parser.add_argument("--greedy-batch", type=int, help="override asr.greedy_batch_utterances (0: never)")
     parser.add_argument(
         "--stagger-s", type=float, help="start stream i this much after stream i-1 (default: all at once)"
     )
@@ -150,12 +190,11 @@ def main() -> int:
         f"{'mode':<10}{'N':>4}{'p50 ms':>9}{'p95 ms':>9}{'asr p50':>9}{'emo p50':>9}{'utts':>7}{'dropped':>8}{'CPU':>8}{'RSS MiB':>10}"
     )
     for n in args.n:
-        print(row("one-proc", n, collect([spawn(n, clips, args)])), flush=True)
+        run = collect([spawn(n, clips, args)])
+        print(row("one-proc", n, run), stages(run), sep="\n", flush=True)
         if args.separate:
-            print(
-                row("separate", n, collect([spawn(1, clips[i % len(clips) :], args) for i in range(n)])),
-                flush=True,
-            )
+            run = collect([spawn(1, clips[i % len(clips) :], args) for i in range(n)])
+            print(row("separate", n, run), stages(run), sep="\n", flush=True)
     return 0
 
 

@@ -5,8 +5,10 @@ real stages from `run_live.py` and a frames-in/events-out harness in tests. Bloc
 the recognizer) runs on dedicated single-thread executors, never on the event loop; the VAD is cheap
 (well under a millisecond per 32 ms chunk) and runs inline, its cost counted per chunk.
 
-With an attributor, the recognizer's thread first says who spoke (`realtime/speakers.py`): the label
-goes into the model's text input and the name into the message. With an interim sink, provisional
+With an attributor, the recognizer's thread says who spoke (`realtime/speakers.py`): the label goes
+into the model's text input and the name into the message. The voice embedding needs only the audio,
+so it is computed on the recognizer's thread while Whisper transcribes (the two threads overlap
+instead of taking turns); once the text is back only the clustering is left. With an interim sink, provisional
 results of the utterance being spoken are published around the final ones (`realtime/interim.py`).
 
 Control: when the source ends (or `stop()` is called: SIGINT/SIGTERM), capture stops, the VAD is
@@ -60,10 +62,12 @@ class ResultSink(Protocol):
 
 
 class SpeakerAttribution(Protocol):
-    """`realtime.speakers.SpeakerAttributor`: `attribute(samples) -> SpeakerTurn` (label, name, costs);
-    `identify(samples) -> SpeakerTurn | None` looks up a known voice without learning from it."""
+    """`realtime.speakers.SpeakerAttributor`: `embed(samples) -> Voice` (audio only, learns nothing),
+    `assign(voice) -> SpeakerTurn` (label, name, costs); `identify(samples) -> SpeakerTurn | None`
+    looks up a known voice without learning from it."""
 
-    def attribute(self, samples: Any) -> Any: ...
+    def embed(self, samples: Any) -> Any: ...
+    def assign(self, voice: Any) -> Any: ...
     def identify(self, samples: Any) -> Any: ...
 
 
@@ -92,6 +96,16 @@ class PipelineOptions:
 class _Transcribed:
     segment: SpeechSegment
     transcript: Transcript
+    voice: asyncio.Future[Any] | None = None
+    """The speaker embedding, started on the recognizer's thread when Whisper took the segment."""
+
+
+class FinalWork:
+    """Final-result work in the executors (Whisper or the recognizer), counted over the streams that
+    share them; interim results start only while it is zero. Touched on the event loop only."""
+
+    def __init__(self) -> None:
+        self.running = 0
 
 
 _END = object()
@@ -116,6 +130,7 @@ class Pipeline:
         attributor: SpeakerAttribution | None = None,
         interim_sink: InterimSink | None = None,
         emotion_executor: Executor | None = None,
+        final_work: FinalWork | None = None,
     ) -> None:
         """`make_input(segment, transcript)` builds the recognizer's input (`engines.stream.UtteranceInput`);
         with an `attributor`, its `speaker` is set to the utterance's speaker label before recognition.
@@ -124,6 +139,7 @@ class Pipeline:
 
         `emotion_executor`: a single-thread executor shared by the streams of one process, so their
         recognizer calls take turns on one core instead of competing; None gives this stream its own.
+        `final_work`: shared likewise, so that no stream's interim results hold up another's finals.
         """
         self.stream_id = stream_id
         self.model_id = model_id
@@ -147,8 +163,7 @@ class Pipeline:
                 transcribe=self._transcribe_interim,
                 recognize=self._recognize_interim,
             )
-        self._busy = 0
-        """Final-result work in the executors; interim results run only while it is zero."""
+        self._final_work = final_work or FinalWork()
         self._segments: asyncio.Queue[SpeechSegment | object] = asyncio.Queue(self.options.segment_queue_size)
         self._utterances: asyncio.Queue[_Transcribed | object] = asyncio.Queue(
             self.options.utterance_queue_size
@@ -239,7 +254,9 @@ class Pipeline:
                 for segment in segments:
                     await self._enqueue_segment(segment)
                 if self._interim is not None:
-                    idle = not self._busy and self._segments.empty() and self._utterances.empty()
+                    idle = (
+                        not self._final_work.running and self._segments.empty() and self._utterances.empty()
+                    )
                     self._interim.on_audio(item.end_s, idle)
         finally:
             stop_wait.cancel()
@@ -282,13 +299,20 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         while (item := await self._segments.get()) is not _END:
             assert isinstance(item, SpeechSegment)
-            self._busy += 1
+            voice = None
+            if self._attributor is not None:
+                voice = loop.run_in_executor(self._emotion_pool, self._attributor.embed, item.samples)
+            self._final_work.running += 1
             try:
                 transcript = await loop.run_in_executor(
                     self._asr_pool, self._transcriber.transcribe, item.samples
                 )
+            except BaseException:
+                if voice is not None:
+                    voice.cancel()
+                raise
             finally:
-                self._busy -= 1
+                self._final_work.running -= 1
             if not _SPOKEN.search(transcript.text):
                 self.metrics.empty_transcripts += 1
                 logger.info(
@@ -299,8 +323,10 @@ class Pipeline:
                     getattr(transcript, "filtered", "") or "empty",
                     transcript.no_speech_prob,
                 )
+                if voice is not None:
+                    voice.cancel()
                 continue
-            await self._utterances.put(_Transcribed(item, transcript))
+            await self._utterances.put(_Transcribed(item, transcript, voice))
             self.metrics.utterance_queue_peak = max(
                 self.metrics.utterance_queue_peak, self._utterances.qsize()
             )
@@ -311,13 +337,14 @@ class Pipeline:
         while (item := await self._utterances.get()) is not _END:
             assert isinstance(item, _Transcribed)
             segment, transcript = item.segment, item.transcript
-            self._busy += 1
+            self._final_work.running += 1
             try:
+                voice = await item.voice if item.voice is not None else None
                 prediction, turn = await loop.run_in_executor(
-                    self._emotion_pool, self._recognize, segment, transcript
+                    self._emotion_pool, self._recognize, segment, transcript, voice
                 )
             finally:
-                self._busy -= 1
+                self._final_work.running -= 1
             timings = StageTimings(
                 vad=segment.vad_ms,
                 asr=transcript.asr_ms,
@@ -333,9 +360,9 @@ class Pipeline:
             self._record(timings)
         self.metrics.wall_s = time.perf_counter() - self._started
 
-    def _recognize(self, segment: SpeechSegment, transcript: Transcript) -> tuple[Any, Any]:
+    def _recognize(self, segment: SpeechSegment, transcript: Transcript, voice: Any) -> tuple[Any, Any]:
         """On the recognizer's thread: who spoke (it feeds the model's text input), then the emotion."""
-        turn = self._attributor.attribute(segment.samples) if self._attributor is not None else None
+        turn = self._attributor.assign(voice) if self._attributor is not None else None
         utterance = self._make_input(segment, transcript)
         if turn is not None:
             utterance.speaker = turn.label
@@ -366,7 +393,9 @@ class Pipeline:
 
     async def _transcribe_interim(self, samples: Any) -> Transcript:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._asr_pool, self._transcriber.transcribe, samples)
+        # A shared Whisper (realtime.batching) serves interims after every stream's finals.
+        transcribe = getattr(self._transcriber, "transcribe_interim", self._transcriber.transcribe)
+        return await loop.run_in_executor(self._asr_pool, transcribe, samples)
 
     async def _recognize_interim(self, segment: SpeechSegment, transcript: Transcript) -> EmotionResult:
         loop = asyncio.get_running_loop()

@@ -28,7 +28,7 @@ from realtime.capture import DeviceError, MediaError, open_source
 from realtime.config import LiveConfig
 from realtime.frames import SpeechSegment, Transcript
 from realtime.metrics import PipelineMetrics
-from realtime.pipeline import EmotionSession, MediaSource, Pipeline, ResultSink, Segmenter
+from realtime.pipeline import EmotionSession, FinalWork, MediaSource, Pipeline, ResultSink, Segmenter
 from realtime.preview import Preview
 from realtime.publish import (
     BrokerAddress,
@@ -164,6 +164,8 @@ class Runtime:
         self._publisher: MqttPublisher | None = None
         self._batcher: BatchingTranscriber | None = None
         self._emotion_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emotion")
+        self._final_work = FinalWork()
+        """Shared by the streams: one stream's interim results never delay another's final results."""
         self._streams: dict[str, _Stream] = {}
         self._stopped = asyncio.Event()
         self._signals = 0
@@ -251,6 +253,7 @@ class Runtime:
             attributor=attributor,
             interim_sink=channel,
             emotion_executor=self._emotion_pool,
+            final_work=self._final_work,
         )
         assert self._publisher is not None
         stats = StreamStats(stream_id, pipeline.metrics, channel.delivery, self._publisher.metrics)

@@ -68,6 +68,15 @@ class SpeakerTurn:
     cluster_ms: float
 
 
+@dataclass(frozen=True, slots=True)
+class Voice:
+    """One utterance's voice embedding (`SpeakerAttributor.embed`), not yet attributed."""
+
+    vector: np.ndarray
+    duration_s: float
+    embed_ms: float
+
+
 @dataclass(slots=True)
 class SpeakerMetrics:
     utterances: int = 0
@@ -123,16 +132,25 @@ class SpeakerAttributor:
 
     def attribute(self, samples: np.ndarray, sample_rate_hz: int = 16_000) -> SpeakerTurn:
         """Embed one utterance, re-cluster the recent history with it, and return its speaker."""
+        return self.assign(self.embed(samples, sample_rate_hz))
+
+    def embed(self, samples: np.ndarray, sample_rate_hz: int = 16_000) -> Voice:
+        """The utterance's voice embedding, learning nothing: it needs only the audio, so the live loop
+        runs it while Whisper transcribes (`assign` then costs about a millisecond). Not thread-safe
+        either: the shared encoder runs on the recognizer's worker thread."""
         started = time.perf_counter()
         vector = np.asarray(self._embedder.embed(samples), np.float64)
-        embedded = time.perf_counter()
-        speaker = self.add(vector, len(samples) / sample_rate_hz)
-        done = time.perf_counter()
+        return Voice(vector, len(samples) / sample_rate_hz, (time.perf_counter() - started) * 1000)
+
+    def assign(self, voice: Voice) -> SpeakerTurn:
+        """Re-cluster the recent history with an embedded utterance and return its speaker."""
+        started = time.perf_counter()
+        speaker = self.add(voice.vector, voice.duration_s)
         return SpeakerTurn(
             label=speaker.label or "",
             name=speaker.name or speaker.label or "",
-            embed_ms=(embedded - started) * 1000,
-            cluster_ms=(done - embedded) * 1000,
+            embed_ms=voice.embed_ms,
+            cluster_ms=(time.perf_counter() - started) * 1000,
         )
 
     def identify(self, samples: np.ndarray) -> SpeakerTurn | None:

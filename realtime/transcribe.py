@@ -81,6 +81,13 @@ class AsrOptions:
     beam_size: int = 5
     """Beam width; 1 = greedy. On the short window beam 5 cut WER on spoken MELD dev from 29.4 % to
     19.6 % (bench/live_accuracy.py) for ~10 ms more per utterance on the demo (p50 asr 123 -> 133 ms)."""
+    greedy_batch_utterances: int = 3
+    """A Whisper call shared by at least this many utterances (several streams speaking at once) is
+    decoded greedily (beam 1); smaller ones and an utterance alone use `beam_size`. 0: never greedy.
+    Measured here (bench/asr_batching.py, demo utterances, best of 5, machine shared, load ~4.5): a
+    call of 3 took 316 ms greedy against 370 ms with beam 5, of 4 485 against 798 ms, of 8 991 against
+    1,155 ms; of 2, 230 against 302 ms, too little load to give up accuracy for. The cost is accuracy,
+    only while the streams crowd: WER 29 % instead of 20 % on spoken MELD dev (see `beam_size`)."""
     language: str | None = "en"
     """Spoken language; None detects it per utterance (multilingual models only)."""
     no_speech_threshold: float = 0.6
@@ -187,7 +194,8 @@ class Transcriber:
         Each utterance is cut to its own length and the batch padded to the longest short window in
         it (more trailing silence than asked never hurt, see the module docstring). Utterances that
         need another path (longer than 30 s, too short, no short window, another language, one alone)
-        and short-window results that repeat themselves or look unsure go through `transcribe`.
+        and short-window results that repeat themselves or look unsure go through `transcribe`. A
+        batch of `greedy_batch_utterances` or more is decoded greedily.
         """
         started = time.perf_counter()
         audios = [np.asarray(samples, dtype=np.float32).reshape(-1) for samples in batch]
@@ -199,7 +207,12 @@ class Transcriber:
         ]
         results: list[Transcript | None] = [None] * len(audios)
         if len(batched) > 1 and self.options.language is not None:
-            decoded = self._decode_batch([audios[i] for i in batched], max(windows[i] for i in batched))
+            greedy = 0 < self.options.greedy_batch_utterances <= len(batched)
+            decoded = self._decode_batch(
+                [audios[i] for i in batched],
+                max(windows[i] for i in batched),
+                1 if greedy else self.options.beam_size,
+            )
             batch_ms = (time.perf_counter() - started) * 1000
             for i, (text, no_speech, log_prob, ratio) in zip(batched, decoded):
                 repeats = ratio > self.options.compression_ratio_threshold or _repeats_phrase(text)
@@ -219,7 +232,9 @@ class Transcriber:
                 results[i] = self.transcribe(audio)
         return [r for r in results if r is not None]
 
-    def _decode_batch(self, audios: list[np.ndarray], window: int) -> list[tuple[str, float, float, float]]:
+    def _decode_batch(
+        self, audios: list[np.ndarray], window: int, beam_size: int
+    ) -> list[tuple[str, float, float, float]]:
         """Decoding of several utterances padded to `window` frames: (text, no_speech_prob,
         avg_logprob, compression_ratio) each, computed as faster-whisper's `generate_with_fallback` does."""
         import ctranslate2
@@ -245,7 +260,7 @@ class Transcriber:
         results = model.model.generate(
             encoded,
             [prompt] * len(audios),
-            beam_size=options.beam_size,
+            beam_size=beam_size,
             patience=options.patience,
             length_penalty=options.length_penalty,
             repetition_penalty=options.repetition_penalty,

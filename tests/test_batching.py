@@ -14,13 +14,31 @@ from realtime.transcribe import AsrOptions, Transcriber
 
 
 def test_batched_whisper_gives_the_texts_of_one_by_one(espeak_wav) -> None:
-    transcriber = Transcriber(AsrOptions())
+    transcriber = Transcriber(AsrOptions(greedy_batch_utterances=0))
     audios = sentences_audio(espeak_wav)
     one_by_one = [transcriber.transcribe(audio) for audio in audios]
     batched = transcriber.transcribe_batch(audios)
     assert [t.text for t in batched] == [t.text for t in one_by_one]
     assert wer(list(espeak_wav.sentences), [t.text for t in batched]) <= 0.25
     assert all(t.language == "en" and t.asr_ms > 0 for t in batched)
+
+
+def test_a_crowded_batch_decodes_greedily_a_small_one_with_the_beam(espeak_wav, monkeypatch) -> None:
+    """From `greedy_batch_utterances` up, the texts are those of greedy one by one; below, of beam 5."""
+    audios = sentences_audio(espeak_wav)
+    assert len(audios) >= 3
+    transcriber = Transcriber(AsrOptions(beam_size=5, greedy_batch_utterances=3))
+    greedy = Transcriber(AsrOptions(beam_size=1))
+    beams: list[int] = []
+    decode = transcriber._decode_batch
+    monkeypatch.setattr(
+        transcriber, "_decode_batch", lambda a, w, beam: beams.append(beam) or decode(a, w, beam)
+    )
+    crowded = transcriber.transcribe_batch(audios)
+    pair = transcriber.transcribe_batch(audios[:2])
+    assert beams == [1, 5]
+    assert [t.text for t in crowded] == [greedy.transcribe(audio).text for audio in audios]
+    assert [t.text for t in pair] == [transcriber.transcribe(audio).text for audio in audios[:2]]
 
 
 class Scripted:
@@ -121,3 +139,35 @@ def test_one_stream_never_waits_for_company() -> None:
     call(batcher, 3, out).join(30)
     batcher.close()
     assert out == {3: "utterance 3"}
+
+
+def call_interim(batcher: BatchingTranscriber, name: int, out: dict) -> threading.Thread:
+    def run() -> None:
+        out[name] = batcher.transcribe_interim(np.full(160, name, np.float32)).text
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_finals_go_before_interims() -> None:
+    """While a call runs, interims of streams 1-3 and finals of streams 4-5 queue up: the finals go
+    first, on their own, then the interims (at most `max_batch_utterances` per call)."""
+    model = Scripted()
+    batcher = BatchingTranscriber(model, BatchingOptions(window_ms=0, max_batch_utterances=2))
+    out: dict[int, str] = {}
+    threads = [call(batcher, 0, out)]
+    model.entered.wait(10)  # the first call holds the model
+    for name in (1, 2, 3):
+        threads.append(call_interim(batcher, name, out))
+    wait_waiting(batcher, 3)
+    for name in (4, 5):
+        threads.append(call(batcher, name, out))
+    wait_waiting(batcher, 5)
+    model.release.set()
+    for thread in threads:
+        thread.join(10)
+    batcher.close()
+    assert model.batches == [[0], [4, 5], [1, 2], [3]]
+    assert out == {n: f"utterance {n}" for n in range(6)}
+    assert batcher.metrics.interims == 3 and batcher.metrics.interims_passed_over == 3 + 1

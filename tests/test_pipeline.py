@@ -316,14 +316,24 @@ class AlternatingSpeakers:
     def __init__(self) -> None:
         self.threads: set[str] = set()
         self.calls = 0
+        self.embedded: list[int] = []
 
-    def attribute(self, samples: np.ndarray):
+    def embed(self, samples: np.ndarray):
+        from realtime.speakers import Voice
+
+        self.threads.add(threading.current_thread().name)
+        self.embedded.append(int(samples[0]))
+        return Voice(np.ones(4), len(samples) / 16_000, embed_ms=3.0)
+
+    def assign(self, voice):
         from realtime.speakers import SpeakerTurn
 
         self.threads.add(threading.current_thread().name)
         self.calls += 1
         label = "S1" if self.calls % 2 else "S2"
-        return SpeakerTurn(label=label, name="Ana" if label == "S1" else label, embed_ms=3.0, cluster_ms=0.5)
+        return SpeakerTurn(
+            label=label, name="Ana" if label == "S1" else label, embed_ms=voice.embed_ms, cluster_ms=0.5
+        )
 
 
 def test_speaker_reaches_the_model_input_and_the_message() -> None:
@@ -358,3 +368,109 @@ def test_speaker_reaches_the_model_input_and_the_message() -> None:
     assert all(r.timings_ms.speaker == pytest.approx(3.5) for r in sink.results)
     assert attributor.threads == session.threads and all(t.startswith("emotion-") for t in attributor.threads)
     assert metrics.speaker.count == 4
+
+
+def test_the_voice_is_embedded_while_whisper_transcribes() -> None:
+    """The embedding needs only the audio: it runs on the recognizer's thread during transcription, and
+    the recognizer's turn only assigns it. A segment without text is never assigned a speaker."""
+    attributor = AlternatingSpeakers()
+    embedded = threading.Event()
+    original_embed = attributor.embed
+
+    def embed(samples: np.ndarray):
+        voice = original_embed(samples)
+        embedded.set()
+        return voice
+
+    attributor.embed = embed  # type: ignore[method-assign]
+
+    overlapped: list[bool] = []
+
+    class WaitsForTheEmbedding(ScriptedAsr):
+        def transcribe(self, samples: np.ndarray) -> Transcript:
+            overlapped.append(embedded.wait(5))
+            embedded.clear()
+            return super().transcribe(samples)
+
+    asr, sink = WaitsForTheEmbedding(silent_from={10}), ListSink()
+    pipeline = Pipeline(
+        stream_id="harness",
+        model_id="fake",
+        source=ListSource(chunks(40)),
+        segmenter=EveryNChunks(10),
+        transcriber=asr,
+        session=RecordingSession(),
+        make_input=lambda s, t: Input(make_input(s, t)),
+        sinks=[sink],
+        options=PipelineOptions(realtime=False),
+        attributor=attributor,
+    )
+    asyncio.run(pipeline.run())
+    assert overlapped == [True] * 4
+    assert attributor.embedded == [0, 10, 20, 30]
+    assert [r.text for r in sink.results] == [f"utterance from chunk {i}." for i in (0, 20, 30)]
+    assert [r.speaker for r in sink.results] == ["Ana", "S2", "Ana"]
+
+
+class AlwaysSpeaking(EveryNChunks):
+    """A segmenter with interim hooks: one utterance open from 0 s that never ends."""
+
+    speaking_since_s = 0.0
+    pausing = False
+
+    def push(self, chunk: AudioChunk) -> list[SpeechSegment]:
+        self.audio.append(chunk)
+        return []
+
+    def flush(self) -> list[SpeechSegment]:
+        return []
+
+    def open_samples(self) -> np.ndarray:
+        return np.concatenate([c.samples for c in self.audio])
+
+
+class PacedSource(ListSource):
+    async def stream(self):
+        for item in self.items:
+            await asyncio.sleep(0.005)
+            yield item
+
+
+class InterimSinkStub:
+    def __init__(self) -> None:
+        self.results: list[EmotionResult] = []
+
+    def emit_interim(self, result: EmotionResult) -> bool:
+        self.results.append(result)
+        return True
+
+
+def test_another_streams_final_work_holds_interim_results_back() -> None:
+    """Streams share `FinalWork`: while another stream's final result is in flight, this stream's
+    interim results are skipped (counted), so previews never delay anybody's finals."""
+    from realtime.pipeline import FinalWork
+
+    def run(others_running: int) -> tuple[int, int]:
+        shared, sink = FinalWork(), InterimSinkStub()
+        shared.running = others_running
+        session = RecordingSession()
+        session.preview = session.add  # type: ignore[attr-defined]
+        pipeline = Pipeline(
+            stream_id="b",
+            model_id="fake",
+            source=PacedSource(chunks(120)),
+            segmenter=AlwaysSpeaking(10),
+            transcriber=ScriptedAsr(),
+            session=session,
+            make_input=make_input,
+            sinks=[ListSink()],
+            options=PipelineOptions(realtime=True),
+            interim_sink=sink,
+            final_work=shared,
+        )
+        metrics = asyncio.run(pipeline.run())
+        return len(sink.results), metrics.interim_skipped
+
+    assert run(others_running=0)[0] >= 1
+    published, skipped = run(others_running=1)
+    assert published == 0 and skipped >= 2

@@ -277,3 +277,48 @@ def test_add_stream_opens_a_source_spec_and_names_a_bad_one(tmp_path) -> None:
             await runtime.wait()
 
     asyncio.run(scenario())
+
+
+class StreamVoices:
+    """Voice embedder for the harness: one voice per stream (from its samples); records its threads."""
+
+    def __init__(self) -> None:
+        self.threads: set[str] = set()
+
+    def embed(self, samples: np.ndarray) -> np.ndarray:
+        self.threads.add(threading.current_thread().name)
+        vector = np.zeros(8)
+        vector[int(samples[0]) // STREAM_BASE] = 1.0
+        return vector
+
+
+def test_speakers_of_several_streams_are_embedded_on_the_recognizer_thread() -> None:
+    """Each stream labels its own speakers; the shared voice encoder runs on the recognizer's thread
+    (ahead, while Whisper transcribes), and every utterance is still attributed once."""
+    from test_pipeline import Input
+
+    voices, recognizer, jsonl = StreamVoices(), FakeRecognizer(), io.StringIO()
+
+    async def scenario() -> list:
+        config = harness_config()
+        config.pipeline.realtime = False
+        async with Runtime(
+            config,
+            jsonl=jsonl,
+            models=Models(BatchAsr(), recognizer, voices=voices),
+            make_segmenter=lambda _options: EveryNChunks(10),
+            make_input=lambda s, t: Input(make_input(s, t)),
+            handle_signals=False,
+        ) as runtime:
+            await runtime.add_stream(ListSource(stream_chunks(1, 30)), "one")
+            await runtime.add_stream(ListSource(stream_chunks(2, 30)), "two")
+            return await runtime.wait()
+
+    reports = asyncio.run(scenario())
+    results = [json.loads(line) for line in jsonl.getvalue().splitlines()]
+    assert (
+        sorted((r["stream_id"], r["speaker"]) for r in results) == [("one", "S1")] * 3 + [("two", "S1")] * 3
+    )
+    assert [r.pipeline.speaker.count for r in reports] == [3, 3]
+    assert voices.threads == {t for s in recognizer.sessions for t in s.threads}
+    assert all(t.startswith("emotion") for t in voices.threads)

@@ -122,3 +122,31 @@ def test_bad_enrolment_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "bad.wav").write_bytes(b"not audio at all")
     with pytest.raises(EnrolmentError, match="cannot decode"):
         enrol(None, [f"Ana={tmp_path / 'bad.wav'}"])
+
+
+class TableEmbedder:
+    """Voice vectors looked up by the utterance's first sample."""
+
+    def __init__(self, vectors: list[np.ndarray]) -> None:
+        self.vectors = vectors
+
+    def embed(self, samples: np.ndarray) -> np.ndarray:
+        return self.vectors[int(samples[0])]
+
+
+def test_embedding_ahead_then_assigning_gives_the_labels_of_attribute() -> None:
+    """The live loop embeds while Whisper runs, possibly several utterances ahead of their assignment:
+    embedding learns nothing, so the labels are those of `attribute` one by one."""
+    rng = np.random.default_rng(5)
+    order = [2, 0, 2, 5, 0, 5, 2, 0, 0, 5]
+    embedder = TableEmbedder([near(voice(v), rng) for v in order])
+    utterances = [np.full(32_000, i, np.float32) for i in range(len(order))]
+    one_by_one = SpeakerAttributor(embedder)
+    expected = [one_by_one.attribute(samples).label for samples in utterances]
+    ahead = SpeakerAttributor(embedder)
+    voices = [ahead.embed(samples) for samples in utterances]
+    turns = [ahead.assign(v) for v in voices]
+    assert (
+        [t.label for t in turns] == expected == ["S1", "S2", "S1", "S3", "S2", "S3", "S1", "S2", "S2", "S3"]
+    )
+    assert all(v.duration_s == 2.0 and v.embed_ms >= 0 for v in voices)

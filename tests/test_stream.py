@@ -47,3 +47,33 @@ def test_live_matches_offline_evaluation(recognizer, text_audio_checkpoint, monk
         )
         scores = torch.tensor([live.scores[label] for label in recognizer.labels])
         assert torch.allclose(scores, probs[0], atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_add_many_gives_the_predictions_of_one_by_one(backend):
+    """Several sessions' utterances in one padded text call (lockstep streams): the scores and contexts
+    of `add` one by one, whatever the padding (contexts of different lengths)."""
+    if backend == "onnx":
+        pytest.importorskip("onnxruntime")
+    recognizer = load_recognizer(backend=backend)
+    lines = ["Oh really?", "I can't believe you did that without asking me first!", "Okay.", "We won!"]
+
+    def sessions():
+        out = []
+        for n in range(4):
+            session = recognizer.new_session(12)
+            for i in range(n):
+                session.add(UtteranceInput(lines[(n + i) % 4], f"S{1 + i % 2}"))
+            out.append(session)
+        return out
+
+    new = [UtteranceInput(line, "S1") for line in reversed(lines)]
+    one_by_one = [session.add(u) for session, u in zip(sessions(), new)]
+    batched_sessions = sessions()
+    batched = recognizer.add_many(list(zip(batched_sessions, new)))
+    for single, many in zip(one_by_one, batched, strict=True):
+        assert single.emotion == many.emotion and single.modalities == many.modalities
+        assert all(abs(single.scores[k] - many.scores[k]) < 1e-5 for k in single.scores)
+    assert [len(s.context) for s in batched_sessions] == [1, 2, 3, 4]
+    with pytest.raises(ValueError, match="one utterance per session"):
+        recognizer.add_many([(batched_sessions[0], new[0]), (batched_sessions[0], new[1])])
