@@ -42,9 +42,13 @@ def wait_until_handled(process: subprocess.Popen[bytes]) -> None:
         time.sleep(0.002)
 
 
-def start_script(code: str) -> subprocess.Popen[bytes]:
+def start_script(code: str, *args: str) -> subprocess.Popen[bytes]:
+    return start([sys.executable, "-c", textwrap.dedent(code), *args])
+
+
+def start(command: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code)],
+        command,
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -105,13 +109,7 @@ ASYNC_SCRIPT = """
 
 
 def test_in_a_loop_a_signal_cancels_the_main_task_and_its_cleanup_runs() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(ASYNC_SCRIPT), "0.2"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=child_env(),
-    )
+    process = start_script(ASYNC_SCRIPT, "0.2")
     read_until(process, "ready")
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=TIMEOUT_S)
@@ -120,13 +118,7 @@ def test_in_a_loop_a_signal_cancels_the_main_task_and_its_cleanup_runs() -> None
 
 
 def test_a_second_signal_exits_at_once() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(ASYNC_SCRIPT), "600"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=child_env(),
-    )
+    process = start_script(ASYNC_SCRIPT, "600")
     read_until(process, "ready")
     process.send_signal(signal.SIGINT)
     read_until(process, "cleaning")
@@ -256,13 +248,7 @@ def test_run_live_sigint_while_running_stops_gracefully() -> None:
 def test_training_cli_interrupted_while_importing(tmp_path: Path, sig: signal.Signals) -> None:
     """`python -m training` shares the handling (its parser imports torch: seconds here)."""
     args = ["evaluate", "--checkpoint", str(tmp_path), "--data", str(tmp_path / "dev.csv")]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "training", *args],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=child_env(),
-    )
+    process = start([sys.executable, "-m", "training", *args])
     wait_until_handled(process)
     process.send_signal(sig)
     stdout, stderr = process.communicate(timeout=TIMEOUT_S)
