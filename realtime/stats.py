@@ -19,15 +19,6 @@ from realtime.publish import DeliveryStats, PublisherMetrics
 
 
 @dataclass(slots=True)
-class _Marks:
-    """Sample counts at the previous message: the start of the next interval."""
-
-    segment_to_publish: int = 0
-    segment_to_ack: int = 0
-    ack: int = 0
-
-
-@dataclass(slots=True)
 class StreamStats:
     """Builds one stream's stats payloads."""
 
@@ -36,16 +27,18 @@ class StreamStats:
     delivery: DeliveryStats
     publisher: PublisherMetrics
     started_s: float = field(default_factory=time.monotonic)
-    _marks: _Marks = field(default_factory=_Marks)
+    _marks: dict[str, int] = field(default_factory=dict)
+    """Sample count of each latency series at the previous message: the start of the next interval."""
     _last_s: float = 0.0
 
     def payload(self, queue_depths: dict[str, int], outbox_depth: int) -> dict[str, object]:
         now = time.monotonic()
-        latency = {
-            "segment_to_publish": self._interval(self.pipeline.segment_to_publish, "segment_to_publish"),
-            "segment_to_ack": self._interval(self.delivery.segment_to_ack, "segment_to_ack"),
-            "ack": self._interval(self.delivery.ack, "ack"),
+        series = {
+            "segment_to_publish": self.pipeline.segment_to_publish,
+            "segment_to_ack": self.delivery.segment_to_ack,
+            "ack": self.delivery.ack,
         }
+        latency = {name: self._interval(name, stats) for name, stats in series.items()}
         interval_s = now - (self._last_s or self.started_s)
         self._last_s = now
         process = psutil.Process()
@@ -84,9 +77,9 @@ class StreamStats:
     def message(self, queue_depths: dict[str, int], outbox_depth: int) -> str:
         return json.dumps(self.payload(queue_depths, outbox_depth), separators=(",", ":"))
 
-    def _interval(self, series: LatencyStats, mark: str) -> dict[str, float | int | None]:
-        window = series.window_since(getattr(self._marks, mark))
-        setattr(self._marks, mark, series.count)
+    def _interval(self, name: str, series: LatencyStats) -> dict[str, float | int | None]:
+        window = series.window_since(self._marks.get(name, 0))
+        self._marks[name] = series.count
         if not window.count:
             return {"count": 0, "p50": None, "p95": None}
         return {
