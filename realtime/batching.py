@@ -4,7 +4,8 @@ Each stream's pipeline calls `transcribe()` from its own ASR thread and blocks u
 one worker thread owns the model, so Whisper runs on one core whatever the number of streams. The
 worker waits up to `window_ms` after the first request for others to join (not at all once every
 served stream has asked, e.g. with one stream), then transcribes up to `max_batch_utterances` of them
-in one `Transcriber.transcribe_batch` call.
+in one `Transcriber.transcribe_batch` call. A final utterance's encoding starts when it arrives
+(`encode_ahead`, on Whisper's encoder workers), so it overlaps the decoding of the batch before it.
 
 Fairness: a pipeline transcribes its utterances one after another, so a stream has at most one
 request waiting here; requests are served in arrival order. A talkative stream therefore gets at most
@@ -25,7 +26,7 @@ import time
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -36,7 +37,11 @@ logger = logging.getLogger(__name__)
 
 
 class BatchTranscriber(Protocol):
-    def transcribe_batch(self, batch: list[np.ndarray]) -> list[Transcript]: ...
+    def encode_ahead(self, samples: np.ndarray) -> Any:
+        """Work that can start as soon as a final utterance arrives; handed to `transcribe_batch`."""
+        ...
+
+    def transcribe_batch(self, batch: list[Any]) -> list[Transcript]: ...
 
 
 @dataclass(slots=True)
@@ -74,7 +79,8 @@ class BatchingMetrics:
 
 @dataclass(eq=False, slots=True)
 class _Request:
-    samples: np.ndarray
+    utterance: Any
+    """What `transcribe_batch` takes: the samples, or for a final what `encode_ahead` made of them."""
     queued_s: float
     interim: bool = False
     result: Future[Transcript] = field(default_factory=Future)
@@ -96,7 +102,8 @@ class BatchingTranscriber:
 
     def transcribe(self, samples: np.ndarray) -> Transcript:
         """Blocking, like `Transcriber.transcribe`; `asr_ms` is the shared call's time."""
-        return self._submit(_Request(samples, time.perf_counter()))
+        queued_s = time.perf_counter()
+        return self._submit(_Request(self._transcriber.encode_ahead(samples), queued_s))
 
     def transcribe_interim(self, samples: np.ndarray) -> Transcript:
         """`transcribe` of an utterance still being spoken: served after every waiting final."""
@@ -136,7 +143,7 @@ class BatchingTranscriber:
             for request in batch:
                 self.metrics.queue_wait.add((started - request.queued_s) * 1000)
             try:
-                transcripts = self._transcriber.transcribe_batch([r.samples for r in batch])
+                transcripts = self._transcriber.transcribe_batch([r.utterance for r in batch])
             except Exception as exc:  # noqa: BLE001 (the callers re-raise it in their own streams)
                 for request in batch:
                     request.result.set_exception(exc)

@@ -21,7 +21,7 @@ import re
 import shutil
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -122,6 +122,16 @@ class AsrOptions:
     """Where the `base` model is assembled; None: $XDG_CACHE_HOME/m2fnet-live (~/.cache/m2fnet-live)."""
 
 
+@dataclass(slots=True)
+class EarlyEncoding:
+    """A final utterance whose short window is being encoded since it was cut (`encode_ahead`)."""
+
+    audio: np.ndarray
+    window: int
+    """Mel frames of its short window; utterances of equal windows share one decoder call."""
+    encoded: Future[np.ndarray]
+
+
 class Transcriber:
     """Loads Whisper once; `transcribe()` is blocking (run it on a worker thread)."""
 
@@ -143,10 +153,8 @@ class Transcriber:
             num_workers=self.options.encoder_workers,
         )
         self._tokenizers: dict[str, Tokenizer] = {}
-        self._encoders = (
-            ThreadPoolExecutor(self.options.encoder_workers, thread_name_prefix="asr-encode")
-            if self.options.encoder_workers > 1
-            else None
+        self._encoders = ThreadPoolExecutor(
+            max(1, self.options.encoder_workers), thread_name_prefix="asr-encode"
         )
         default_tokenizer = self._tokenizer(self.options.language or "en")
         self._decode_options = _decode_options(self.options, get_suppressed_tokens(default_tokenizer, [-1]))
@@ -194,79 +202,89 @@ class Transcriber:
             filtered=reason,
         )
 
-    def transcribe_batch(self, batch: list[np.ndarray]) -> list[Transcript]:
-        """`transcribe` of several utterances (e.g. from several streams) with one encoder and one
-        decoder call.
+    def encode_ahead(self, samples: np.ndarray) -> np.ndarray | EarlyEncoding:
+        """Start encoding a final utterance on the encoder workers as soon as it is cut, for a later
+        `transcribe_batch`: the encoder then runs while Whisper decodes an earlier batch instead of
+        after it. An utterance that needs another path (see `transcribe_batch`) comes back as it is."""
+        audio = np.asarray(samples, dtype=np.float32).reshape(-1)
+        if not self._batchable(audio):
+            return audio
+        window = self._window_frames(len(audio) // _HOP_SAMPLES)
+        return EarlyEncoding(audio, window, self._encoders.submit(self._encode, audio, window))
 
-        Each utterance is cut to its own length and the batch padded to the longest short window in
-        it (more trailing silence than asked never hurt, see the module docstring). Utterances that
-        need another path (longer than 30 s, too short, no short window, another language, one alone)
-        and short-window results that repeat themselves or look unsure go through `transcribe`. A
-        batch of `greedy_batch_utterances` or more is decoded greedily.
+    def transcribe_batch(self, batch: list[np.ndarray | EarlyEncoding]) -> list[Transcript]:
+        """`transcribe` of several utterances (e.g. from several streams), raw or from `encode_ahead`,
+        encoded one by one on the encoder workers and decoded together.
+
+        Each utterance is encoded on its own short window; utterances whose windows are equal (all
+        under 7 s with the defaults) share one decoder call. Utterances that need another path (longer
+        than 30 s, too short, no short window, language detection) and results that repeat themselves
+        or look unsure go through `transcribe`. A call of `greedy_batch_utterances` or more decodes
+        greedily.
         """
         started = time.perf_counter()
-        audios = [np.asarray(samples, dtype=np.float32).reshape(-1) for samples in batch]
-        windows = [self._window_frames(len(audio) // _HOP_SAMPLES) for audio in audios]
-        batched = [
-            i
-            for i, (audio, window) in enumerate(zip(audios, windows))
-            if len(audio) >= _HOP_SAMPLES and window < FULL_WINDOW_FRAMES
-        ]
-        results: list[Transcript | None] = [None] * len(audios)
-        if len(batched) > 1 and self.options.language is not None:
-            greedy = 0 < self.options.greedy_batch_utterances <= len(batched)
+        encodings: list[EarlyEncoding | None] = []
+        for item in batch:
+            if not isinstance(item, EarlyEncoding):
+                audio = np.asarray(item, dtype=np.float32).reshape(-1)
+                item = self.encode_ahead(audio)
+            encodings.append(item if isinstance(item, EarlyEncoding) else None)
+        results: list[Transcript | None] = [None] * len(batch)
+        groups: dict[int, list[int]] = {}
+        for i, encoding in enumerate(encodings):
+            if encoding is not None:
+                groups.setdefault(encoding.window, []).append(i)
+        for members in groups.values():
+            greedy = 0 < self.options.greedy_batch_utterances <= len(members)
             decoded = self._decode_batch(
-                [audios[i] for i in batched],
-                max(windows[i] for i in batched),
-                1 if greedy else self.options.beam_size,
+                [encodings[i].encoded.result() for i in members], 1 if greedy else self.options.beam_size
             )
             batch_ms = (time.perf_counter() - started) * 1000
-            for i, (text, no_speech, log_prob, ratio) in zip(batched, decoded):
+            for i, (text, no_speech, log_prob, ratio) in zip(members, decoded):
                 repeats = ratio > self.options.compression_ratio_threshold or _repeats_phrase(text)
                 if repeats or log_prob < self.options.log_prob_threshold:
                     continue  # redone alone below, with the full-window fall-back
                 reason = silence_reason(text, no_speech, log_prob, self.options, self._phrases)
                 results[i] = Transcript(
                     text="" if reason else text,
-                    language=self.options.language,
+                    language=self.options.language or "en",
                     no_speech_prob=no_speech,
                     asr_ms=batch_ms,
                     avg_logprob=log_prob,
                     filtered=reason,
                 )
-        for i, audio in enumerate(audios):
+        for i, item in enumerate(batch):
             if results[i] is None:
-                results[i] = self.transcribe(audio)
+                results[i] = self.transcribe(item.audio if isinstance(item, EarlyEncoding) else item)
         return [r for r in results if r is not None]
 
-    def _decode_batch(
-        self, audios: list[np.ndarray], window: int, beam_size: int
-    ) -> list[tuple[str, float, float, float]]:
-        """Decoding of several utterances padded to `window` frames: (text, no_speech_prob,
-        avg_logprob, compression_ratio) each, computed as faster-whisper's `generate_with_fallback` does."""
+    def _batchable(self, audio: np.ndarray) -> bool:
+        frames = len(audio) // _HOP_SAMPLES
+        return frames > 0 and self._window_frames(frames) < FULL_WINDOW_FRAMES and self.options.language is not None
+
+    def _encode(self, audio: np.ndarray, window: int) -> np.ndarray:
+        """Encoder output of the utterance padded to `window` mel frames (one encoder worker)."""
+        features = self._model.feature_extractor(audio)[:, :-1]
+        return np.asarray(self._model.encode(np.pad(features, ((0, 0), (0, window - features.shape[-1])))))
+
+    def _decode_batch(self, encoded: list[np.ndarray], beam_size: int) -> list[tuple[str, float, float, float]]:
+        """Decoding of encoder outputs of one window length together: (text, no_speech_prob,
+        avg_logprob, compression_ratio) each, computed as faster-whisper's `generate_with_fallback` does.
+
+        Encoded one by one, decoded together: here (1 thread, tiny.en, 10 s windows) encoding 8 windows
+        in one call cost more than 8 calls (667 against 454 ms), while greedy decoding shares well (8
+        together 192 ms, one alone 89 ms). bench/asr_batching.py."""
         import ctranslate2
         from faster_whisper.transcribe import get_compression_ratio
 
         model = self._model
-
-        # Encoded one by one, decoded together: here (1 thread, tiny.en, 10 s windows) encoding 8
-        # windows in one call cost more than 8 calls (667 against 454 ms), while greedy decoding
-        # shares well (8 together 192 ms, one alone 89 ms). bench/asr_batching.py.
-        def encode(audio: np.ndarray) -> np.ndarray:
-            features = model.feature_extractor(audio)[:, :-1]
-            return np.asarray(model.encode(np.pad(features, ((0, 0), (0, window - features.shape[-1])))))
-
-        if self._encoders is None:
-            encoded = [encode(audio) for audio in audios]
-        else:
-            encoded = list(self._encoders.map(encode, audios))
-        encoded = ctranslate2.StorageView.from_array(np.concatenate(encoded))
+        features = ctranslate2.StorageView.from_array(np.concatenate(encoded))
         tokenizer = self._tokenizer(self.options.language or "en")
         prompt = model.get_prompt(tokenizer, [], without_timestamps=True)
         options = self._decode_options
         results = model.model.generate(
-            encoded,
-            [prompt] * len(audios),
+            features,
+            [prompt] * len(encoded),
             beam_size=beam_size,
             patience=options.patience,
             length_penalty=options.length_penalty,

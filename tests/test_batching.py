@@ -32,7 +32,7 @@ def test_a_crowded_batch_decodes_greedily_a_small_one_with_the_beam(espeak_wav, 
     beams: list[int] = []
     decode = transcriber._decode_batch
     monkeypatch.setattr(
-        transcriber, "_decode_batch", lambda a, w, beam: beams.append(beam) or decode(a, w, beam)
+        transcriber, "_decode_batch", lambda encoded, beam: beams.append(beam) or decode(encoded, beam)
     )
     crowded = transcriber.transcribe_batch(audios)
     pair = transcriber.transcribe_batch(audios[:2])
@@ -48,6 +48,9 @@ class Scripted:
         self.batches: list[list[int]] = []
         self.release = threading.Event()
         self.entered = threading.Event()
+
+    def encode_ahead(self, samples: np.ndarray) -> np.ndarray:
+        return samples
 
     def transcribe_batch(self, batch: list[np.ndarray]) -> list[Transcript]:
         self.entered.set()
