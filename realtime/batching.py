@@ -3,7 +3,7 @@
 Each stream's pipeline calls `transcribe()` from its own ASR thread and blocks until its text is back;
 one worker thread owns the model, so Whisper runs on one core whatever the number of streams. The
 worker waits up to `window_ms` after the first request for others to join (not at all once every
-served stream has asked, e.g. with one stream), then transcribes up to `max_batch_utterances` of them
+served stream has asked, e.g. with one stream, nor while no other stream is speaking), then transcribes up to `max_batch_utterances` of them
 in one `Transcriber.transcribe_batch` call. A final utterance's encoding starts when it arrives
 (`encode_ahead`, on Whisper's encoder workers), so it overlaps the decoding of the batch before it.
 
@@ -24,6 +24,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -48,9 +49,12 @@ class BatchTranscriber(Protocol):
 class BatchingOptions:
     """How long utterances wait for company, and how many share one Whisper call."""
 
-    window_ms: float = 30.0
-    """Wait after the first waiting utterance for others to join its batch; 0: a batch holds only what
-    is already waiting."""
+    window_ms: float = 100.0
+    """Wait after the first waiting utterance for others to join its batch, only while another stream
+    is in the middle of an utterance; 0: a batch holds only what is already waiting. 8 copies of the
+    demo started together (bench/multistream.py, idle machine): p95 541 / 562 / 636 / 630 / 620 / 625 /
+    613 ms with 100 ms against 615 / 572 / 668 / 652 / 651 / 754 / 707 / 659 / 646 with 30 ms (150 ms:
+    546; 250 ms: 762 / 634); the same started 0.5 s apart: p95 347 / 380 against 305 ms."""
     max_batch_utterances: int = 8
     """Most utterances in one call; later ones wait for the next batch (in arrival order). 1 serves one
     by one. Measured here: 8 utterances took 1,194 ms batched, 1,812 ms one by one
@@ -89,8 +93,16 @@ class _Request:
 class BatchingTranscriber:
     """A thread-safe `transcribe(samples)` that batches concurrent callers on one worker thread."""
 
-    def __init__(self, transcriber: BatchTranscriber, options: BatchingOptions | None = None) -> None:
+    def __init__(
+        self,
+        transcriber: BatchTranscriber,
+        options: BatchingOptions | None = None,
+        speaking: Callable[[], int] | None = None,
+    ) -> None:
+        """`speaking()`: how many served streams are in the middle of an utterance now (called on the
+        worker thread); a request waits for company only while one is. None: always up to the window."""
         self.options = options or BatchingOptions()
+        self._speaking = speaking
         self.metrics = BatchingMetrics()
         self._transcriber = transcriber
         self._waiting: deque[_Request] = deque()
@@ -165,9 +177,10 @@ class BatchingTranscriber:
             deadline = self._waiting[0].queued_s + self.options.window_ms / 1000
             while len(self._waiting) < min(limit, self._streams) and not self._closed:
                 left = deadline - time.perf_counter()
-                if left <= 0:
+                if left <= 0 or (self._speaking is not None and self._speaking() == 0):
                     break
-                self._lock.wait(left)
+                # Polled: a stream stops speaking without a request when the VAD drops a short burst.
+                self._lock.wait(min(left, 0.01) if self._speaking is not None else left)
             finals = [r for r in self._waiting if not r.interim]
             batch = (finals or list(self._waiting))[:limit]
             for request in batch:

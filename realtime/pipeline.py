@@ -31,6 +31,7 @@ from realtime.frames import AudioChunk, SpeechSegment, Transcript, VideoFrame
 from realtime.interim import InterimResults, InterimSink
 from realtime.messages import EmotionResult, StageTimings
 from realtime.metrics import PipelineMetrics
+from realtime.voice_batch import VoiceBatch
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +132,7 @@ class Pipeline:
         interim_sink: InterimSink | None = None,
         emotion_executor: Executor | None = None,
         final_work: FinalWork | None = None,
+        voices: VoiceBatch | None = None,
     ) -> None:
         """`make_input(segment, transcript)` builds the recognizer's input (`engines.stream.UtteranceInput`);
         with an `attributor`, its `speaker` is set to the utterance's speaker label before recognition.
@@ -140,6 +142,8 @@ class Pipeline:
         `emotion_executor`: a single-thread executor shared by the streams of one process, so their
         recognizer calls take turns on one core instead of competing; None gives this stream its own.
         `final_work`: shared likewise, so that no stream's interim results hold up another's finals.
+        `voices`: shared likewise, so that streams' voice embeddings asked at once share one call; None
+        embeds with the `attributor` on the emotion executor.
         """
         self.stream_id = stream_id
         self.model_id = model_id
@@ -173,6 +177,10 @@ class Pipeline:
         self._emotion_pool = emotion_executor or ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"emotion-{stream_id}"
         )
+        self._voices = voices
+        if attributor is not None and voices is None:
+            embed = attributor.embed
+            self._voices = VoiceBatch(lambda batch: [embed(s) for s in batch], self._emotion_pool)
         self._stop = asyncio.Event()
         self._aborted = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -299,9 +307,9 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         while (item := await self._segments.get()) is not _END:
             assert isinstance(item, SpeechSegment)
-            voice = None
-            if self._attributor is not None:
-                voice = loop.run_in_executor(self._emotion_pool, self._attributor.embed, item.samples)
+            voice = (
+                asyncio.wrap_future(self._voices.submit(item.samples)) if self._voices is not None else None
+            )
             self._final_work.running += 1
             try:
                 transcript = await loop.run_in_executor(
@@ -359,6 +367,11 @@ class Pipeline:
                 sink.emit(result)
             self._record(timings)
         self.metrics.wall_s = time.perf_counter() - self._started
+
+    @property
+    def speaking(self) -> bool:
+        """Someone is in the middle of an utterance on this stream (a final result will follow)."""
+        return getattr(self._segmenter, "speaking_since_s", None) is not None
 
     def _recognize(self, segment: SpeechSegment, transcript: Transcript, voice: Any) -> tuple[Any, Any]:
         """On the recognizer's thread: who spoke (it feeds the model's text input), then the emotion."""

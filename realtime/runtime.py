@@ -44,6 +44,7 @@ from realtime.speaker_state import SpeakerStateSink
 from realtime.speakers import Embedder, SpeakerAttributor, enrol
 from realtime.stats import StreamStats
 from realtime.vad import VadOptions, VadSegmenter
+from realtime.voice_batch import VoiceBatch, timed_voices
 
 logger = logging.getLogger(__name__)
 
@@ -163,6 +164,8 @@ class Runtime:
         self._broker: EmbeddedBroker | None = None
         self._publisher: MqttPublisher | None = None
         self._batcher: BatchingTranscriber | None = None
+        self._voices: VoiceBatch | None = None
+        """Voice embeddings of the streams' utterances, batched when several ask at once."""
         self._emotion_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emotion")
         self._final_work = FinalWork()
         """Shared by the streams: one stream's interim results never delay another's final results."""
@@ -198,12 +201,18 @@ class Runtime:
         await self._publisher.start()
         if self.models is None:
             self.models = await load_models(self.config)
-        self._batcher = BatchingTranscriber(self.models.transcriber, self.config.batching)
+        self._batcher = BatchingTranscriber(self.models.transcriber, self.config.batching, self._speaking)
         self.batching_metrics = self._batcher.metrics
+        if self.models.voices is not None:
+            self._voices = VoiceBatch(timed_voices(self.models.voices.embed_many), self._emotion_pool)
         if self.config.mqtt.stats_interval_s > 0:
             self._stats_task = asyncio.create_task(self._publish_stats(), name="stats")
         if self._handle_signals:
             self._saved_signals = interrupts.lend_to_loop(asyncio.get_running_loop(), self._on_signal)
+
+    def _speaking(self) -> int:
+        """Streams in the middle of an utterance (read from Whisper's batching thread)."""
+        return sum(s.pipeline.speaking for s in list(self._streams.values()) if s.report is None)
 
     async def add_stream(
         self,
@@ -254,6 +263,7 @@ class Runtime:
             interim_sink=channel,
             emotion_executor=self._emotion_pool,
             final_work=self._final_work,
+            voices=self._voices,
         )
         assert self._publisher is not None
         stats = StreamStats(stream_id, pipeline.metrics, channel.delivery, self._publisher.metrics)

@@ -89,6 +89,8 @@ class SpeakerMetrics:
 class Embedder(Protocol):
     def embed(self, samples: np.ndarray) -> np.ndarray: ...
 
+    def embed_many(self, utterances: list[np.ndarray]) -> list[np.ndarray]: ...
+
 
 class EnrolmentError(ValueError):
     """A `--speaker NAME=FILE` that cannot be used; the message names it."""

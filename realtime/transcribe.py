@@ -262,14 +262,20 @@ class Transcriber:
 
     def _batchable(self, audio: np.ndarray) -> bool:
         frames = len(audio) // _HOP_SAMPLES
-        return frames > 0 and self._window_frames(frames) < FULL_WINDOW_FRAMES and self.options.language is not None
+        return (
+            frames > 0
+            and self._window_frames(frames) < FULL_WINDOW_FRAMES
+            and self.options.language is not None
+        )
 
     def _encode(self, audio: np.ndarray, window: int) -> np.ndarray:
         """Encoder output of the utterance padded to `window` mel frames (one encoder worker)."""
         features = self._model.feature_extractor(audio)[:, :-1]
         return np.asarray(self._model.encode(np.pad(features, ((0, 0), (0, window - features.shape[-1])))))
 
-    def _decode_batch(self, encoded: list[np.ndarray], beam_size: int) -> list[tuple[str, float, float, float]]:
+    def _decode_batch(
+        self, encoded: list[np.ndarray], beam_size: int
+    ) -> list[tuple[str, float, float, float]]:
         """Decoding of encoder outputs of one window length together: (text, no_speech_prob,
         avg_logprob, compression_ratio) each, computed as faster-whisper's `generate_with_fallback` does.
 

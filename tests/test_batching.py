@@ -117,6 +117,31 @@ def test_a_batch_waits_for_the_other_streams_within_the_window() -> None:
     assert model.batches == [[1, 2]]
 
 
+def test_company_is_awaited_only_while_another_stream_is_speaking() -> None:
+    """Streams in silence send nothing soon: a lone request starts at once (a window far longer than
+    the join timeout, so it can only finish if it does not wait); while one speaks, it waits for it."""
+    model = Scripted()
+    model.release.set()
+    speaking = [0]
+    batcher = BatchingTranscriber(model, BatchingOptions(window_ms=600_000), speaking=lambda: speaking[0])
+    batcher.set_streams(3)
+    out: dict[int, str] = {}
+    call(batcher, 1, out).join(30)
+    assert model.batches == [[1]]
+    speaking[0] = 1
+    second = call(batcher, 2, out)
+    wait_waiting(batcher, 1)
+    third = call(batcher, 3, out)  # the stream that was speaking ends its utterance ...
+    wait_waiting(batcher, 2)
+    assert model.batches == [[1]]  # ... while a third stream still speaks: both wait for it
+    speaking[0] = 0  # it falls silent (e.g. the VAD dropped a short burst): they go without it
+    second.join(30)
+    third.join(30)
+    batcher.close()
+    assert model.batches == [[1], [2, 3]]
+    assert out == {n: f"utterance {n}" for n in (1, 2, 3)}
+
+
 def test_a_model_error_reaches_every_caller_of_the_batch() -> None:
     model = Scripted()
     batcher = BatchingTranscriber(model, BatchingOptions(window_ms=5_000))

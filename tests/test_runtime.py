@@ -294,6 +294,9 @@ class StreamVoices:
         vector[int(samples[0]) // STREAM_BASE] = 1.0
         return vector
 
+    def embed_many(self, utterances: list[np.ndarray]) -> list[np.ndarray]:
+        return [self.embed(samples) for samples in utterances]
+
 
 def test_speakers_of_several_streams_are_embedded_on_the_recognizer_thread() -> None:
     """Each stream labels its own speakers; the shared voice encoder runs on the recognizer's thread

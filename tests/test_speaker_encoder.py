@@ -38,6 +38,15 @@ def test_embedding_is_unit_norm_and_knows_voices(encoder) -> None:
     assert float(a1 @ a2) > float(a1 @ b1) + 0.15
 
 
+def test_several_utterances_in_one_call_embed_as_one_by_one(encoder) -> None:
+    """`embed_many` (several streams' utterances at once) gives each utterance its own embedding."""
+    utterances = [speak("Could you pass me the salt, please?", VOICES[0]), speak("Yes.", VOICES[1])]
+    utterances.append(speak("I think we should leave a little earlier tomorrow.", VOICES[2]))
+    together = encoder.embed_many(utterances)
+    for samples, vector in zip(utterances, together):
+        np.testing.assert_allclose(vector, encoder.embed(samples), atol=1e-5)
+
+
 def test_short_and_quiet_audio_still_embeds(encoder) -> None:
     quiet = 0.01 * speak("Yes.", VOICES[0])
     vector = encoder.embed(quiet)
