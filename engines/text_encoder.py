@@ -35,6 +35,7 @@ class TextEncoderConfig:
     speaker_names: bool = True  # prefix each utterance with "Speaker:" (EmoBERTa style)
     speaker_labels: str = "names"  # "names" as in the data; "generic": S1, S2, ... per dialogue (live)
     normalize_text: bool = False  # text in Whisper's surface form, training and live (engines/text_form.py)
+    prompt_form: bool = False  # SPCL/EmotionFlow: "<target> now <speaker> feels [MASK]", pooled at the mask
 
 
 def resolve_encoder_dir(name: str) -> Path:
@@ -166,7 +167,11 @@ def build_input(
         return tokenizer.encode(text, add_special_tokens=False)
 
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
-    target = ids(index)[: cfg.max_tokens - 2]
+    prompt: list[int] = []
+    if cfg.prompt_form:
+        who = speakers[index] if cfg.speaker_names and speakers[index] else "the speaker"
+        prompt = tokenizer.encode(f" now {who} feels", add_special_tokens=False) + [tokenizer.mask_token_id]
+    target = ids(index)[: cfg.max_tokens - 2 - len(prompt)] + prompt
     budget = cfg.max_tokens - 2 - len(target)
     past: list[int] = []
     for i in range(index - 1, max(-1, index - 1 - cfg.past_utterances), -1):
@@ -184,4 +189,6 @@ def build_input(
         budget -= min(budget, len(piece))
     sequence = [cls] + past + target + future + [sep]
     start = 1 + len(past)
+    if prompt:
+        return sequence, (start + len(target) - 1, start + len(target))  # the mask token alone
     return sequence, (start, start + len(target))

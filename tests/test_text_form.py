@@ -37,6 +37,22 @@ def test_build_input_normalises_only_when_configured():
     assert words.seen == "S1: WHAT?!"
 
 
+def test_prompt_form_asks_how_the_speaker_feels_and_pools_at_the_mask():
+    class Words:
+        cls_token_id, sep_token_id, mask_token_id = 0, 1, 9
+
+        def encode(self, text, add_special_tokens=False):
+            return [len(word) + 10 for word in text.split()]
+
+    config = TextEncoderConfig(past_utterances=1, future_utterances=0, prompt_form=True)
+    sequence, (start, end) = build_input(Words(), ["Hi.", "No way!"], ["S1", "S2"], 1, config)
+    # [CLS] "S1: Hi." [SEP] "S2: No way!" "now S2 feels" [MASK] [SEP]
+    assert sequence == [0, 13, 13, 1, 13, 12, 14, 13, 12, 15, 9, 1]
+    assert (start, end) == (10, 11) and sequence[start] == 9
+    nameless = TextEncoderConfig(past_utterances=0, future_utterances=0, speaker_names=False, prompt_form=True)
+    assert build_input(Words(), ["Hi."], ["S1"], 0, nameless)[0] == [0, 13, 13, 13, 17, 15, 9, 1]
+
+
 def dialogues(n: int) -> list[Dialogue]:
     return [
         Dialogue(str(d), [Utterance(str(d), str(i), "A", "Hey! You? Really!", "joy") for i in range(10)])
