@@ -54,7 +54,9 @@ def utterances(folder: Path, count: int) -> list[tuple[np.ndarray, str]]:
         if not wav.is_file():
             raise SystemExit(f"error: {wav} missing: run bench/live_accuracy.py first")
         with wave.open(str(wav)) as handle:
-            samples = np.frombuffer(handle.readframes(handle.getnframes()), np.int16).astype(np.float32) / 32768
+            samples = (
+                np.frombuffer(handle.readframes(handle.getnframes()), np.int16).astype(np.float32) / 32768
+            )
         for utterance, (start, end) in zip(dialogue.utterances, json.loads(meta.read_text())["spans"]):
             cut = samples[int(max(0.0, start - PAD_S) * SAMPLE_RATE_HZ) : int((end + PAD_S) * SAMPLE_RATE_HZ)]
             out.append((cut, utterance.text))
@@ -62,7 +64,9 @@ def utterances(folder: Path, count: int) -> list[tuple[np.ndarray, str]]:
 
 
 def words(text: str) -> str:
-    return " ".join("".join(c if c.isalnum() or c == "'" else " " for c in text.lower().replace("\u2019", "'")).split())
+    return " ".join(
+        "".join(c if c.isalnum() or c == "'" else " " for c in text.lower().replace("\u2019", "'")).split()
+    )
 
 
 def main() -> int:
@@ -77,7 +81,9 @@ def main() -> int:
     logging.getLogger("realtime.transcribe").setLevel(logging.INFO)
     items = utterances(Path(args.cache), args.dialogues)
     lengths = [len(a) / SAMPLE_RATE_HZ for a, _ in items]
-    print(f"{len(items)} utterances, {np.median(lengths):.1f} s median, {np.percentile(lengths, 95):.1f} s p95")
+    print(
+        f"{len(items)} utterances, {np.median(lengths):.1f} s median, {np.percentile(lengths, 95):.1f} s p95"
+    )
     print(f"{'min_window_s':>12} {'WER %':>6} {'redone':>6} {'mean ms':>8} {'p95 ms':>7}")
     for window in args.min_window:
         transcriber = Transcriber(AsrOptions(min_window_s=window, beam_size=args.beam, encoder_workers=1))

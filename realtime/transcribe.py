@@ -81,8 +81,8 @@ class AsrOptions:
     cpu_threads: int = 1
     """Threads for Whisper; the VAD and the recognizer need the other cores."""
     encoder_workers: int = 2
-    """Utterances of one batch (several streams) encoded at once, each on `cpu_threads` threads; one
-    stream alone never has two to encode. Measured here, other jobs paused (bench/multistream.py, 8
+    """Final utterances (several streams) encoded at once, each on `cpu_threads` threads, from the moment
+    they are cut (`encode_ahead`); one stream alone never has two to encode. Measured here, other jobs paused (bench/multistream.py, 8
     copies of the demo started together, runs back to back): 2 workers p95 663 / 672 / 678 ms, 1 worker
     799 / 842 / 715 ms; 16 copies 1,556 against 2,195 ms (peak RSS 1,537 against 1,499 MiB)."""
     beam_size: int = 5
