@@ -24,9 +24,10 @@ class StageTimings:
     vad: float = 0.0
     """VAD compute spent on this utterance's audio."""
     asr: float = 0.0
-    """Whisper transcription of the utterance."""
+    """Whisper transcription of the utterance (the whole call when several streams share one)."""
     speaker: float = 0.0
-    """Speaker attribution: voice embedding and re-clustering (0 when attribution is off)."""
+    """Speaker attribution: voice embedding and re-clustering (0 when attribution is off); the whole
+    embedding call when several streams' utterances share one. It runs while Whisper transcribes."""
     features: float = 0.0
     """Text, audio and visual feature extraction in the recognizer."""
     fusion: float = 0.0
