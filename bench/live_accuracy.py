@@ -280,7 +280,8 @@ def main() -> int:
         f"({time.perf_counter() - started:.0f} s)",
         flush=True,
     )
-    recognizer = load_recognizer(args.checkpoint)
+    engine = config.engine  # what the live loop runs (backend, precision)
+    recognizer = load_recognizer(args.checkpoint, engine.backend, engine.precision, engine.artifacts_dir)
     beam = f"-beam{config.asr.beam_size}" if config.asr.beam_size > 1 else ""
     cache = folder / f"transcripts-{Path(config.asr.model).name}{beam}.json"
     transcriber = CachedTranscriber(Transcriber(config.asr), cache)
