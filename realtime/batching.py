@@ -3,9 +3,10 @@
 Each stream's pipeline calls `transcribe()` from its own ASR thread and blocks until its text is back;
 one worker thread owns the model, so Whisper runs on one core whatever the number of streams. The
 worker waits up to `window_ms` after the first request for others to join (not at all once every
-served stream has asked, e.g. with one stream, nor while no other stream is speaking), then transcribes up to `max_batch_utterances` of them
-in one `Transcriber.transcribe_batch` call. A final utterance's encoding starts when it arrives
-(`encode_ahead`, on Whisper's encoder workers), so it overlaps the decoding of the batch before it.
+served stream has asked, e.g. with one stream, nor while no other stream is speaking), then
+transcribes up to `max_batch_utterances` of them in one `Transcriber.transcribe_batch` call. A final
+utterance's encoding starts when it arrives (`encode_ahead`, on Whisper's encoder workers), so it
+overlaps the decoding of the batch before it.
 
 Fairness: a pipeline transcribes its utterances one after another, so a stream has at most one
 request waiting here; requests are served in arrival order. A talkative stream therefore gets at most

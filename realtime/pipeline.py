@@ -143,7 +143,7 @@ class Pipeline:
         recognizer calls take turns on one core instead of competing; None gives this stream its own.
         `final_work`: shared likewise, so that no stream's interim results hold up another's finals.
         `voices`: shared likewise, so that streams' voice embeddings asked at once share one call; None
-        embeds with the `attributor` on the emotion executor.
+        embeds with the `attributor` on the emotion executor. Unused without an `attributor`.
         """
         self.stream_id = stream_id
         self.model_id = model_id
@@ -177,10 +177,11 @@ class Pipeline:
         self._emotion_pool = emotion_executor or ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"emotion-{stream_id}"
         )
-        self._voices = voices
-        if attributor is not None and voices is None:
+        self._voices: VoiceBatch | None = None
+        """Voice embeddings, only for a stream that attributes speakers."""
+        if attributor is not None:
             embed = attributor.embed
-            self._voices = VoiceBatch(lambda batch: [embed(s) for s in batch], self._emotion_pool)
+            self._voices = voices or VoiceBatch(lambda batch: [embed(s) for s in batch], self._emotion_pool)
         self._stop = asyncio.Event()
         self._aborted = False
         self._tasks: list[asyncio.Task[None]] = []

@@ -81,10 +81,11 @@ class AsrOptions:
     cpu_threads: int = 1
     """Threads for Whisper; the VAD and the recognizer need the other cores."""
     encoder_workers: int = 2
-    """Final utterances (several streams) encoded at once, each on `cpu_threads` threads, from the moment
-    they are cut (`encode_ahead`); one stream alone never has two to encode. Measured here, other jobs paused (bench/multistream.py, 8
-    copies of the demo started together, runs back to back): 2 workers p95 663 / 672 / 678 ms, 1 worker
-    799 / 842 / 715 ms; 16 copies 1,556 against 2,195 ms (peak RSS 1,537 against 1,499 MiB)."""
+    """Final utterances (several streams) encoded at once, each on `cpu_threads` threads, from the
+    moment they are cut (`encode_ahead`); one stream alone never has two to encode. Measured here,
+    other jobs paused (bench/multistream.py, 8 copies of the demo started together, runs back to
+    back): 2 workers p95 663 / 672 / 678 ms, 1 worker 799 / 842 / 715 ms; 16 copies 1,556 against
+    2,195 ms (peak RSS 1,537 against 1,499 MiB)."""
     beam_size: int = 5
     """Beam width; 1 = greedy. On the short window beam 5 cut WER on spoken MELD dev from 29.4 % to
     19.6 % (bench/live_accuracy.py) for ~10 ms more per utterance on the demo (p50 asr 123 -> 133 ms)."""
@@ -228,8 +229,7 @@ class Transcriber:
         encodings: list[EarlyEncoding | None] = []
         for item in batch:
             if not isinstance(item, EarlyEncoding):
-                audio = np.asarray(item, dtype=np.float32).reshape(-1)
-                item = self.encode_ahead(audio)
+                item = self.encode_ahead(item)
             encodings.append(item if isinstance(item, EarlyEncoding) else None)
         results: list[Transcript | None] = [None] * len(batch)
         groups: dict[int, list[int]] = {}
@@ -323,10 +323,10 @@ class Transcriber:
 
     def _decode_window(self, audio: np.ndarray, window: int) -> tuple[str, str, float, float, float]:
         """Encode the utterance padded to `window` mel frames, then decode (beam `beam_size`) without timestamps."""
+        import ctranslate2
+
         model = self._model
-        features = model.feature_extractor(audio)[:, :-1]
-        features = np.pad(features, ((0, 0), (0, window - features.shape[-1])))
-        encoded = model.encode(features)
+        encoded = ctranslate2.StorageView.from_array(self._encode(audio, window))
         language = self.options.language or "en"
         if self.options.language is None and model.model.is_multilingual:
             language = model.model.detect_language(encoded)[0][0][0][2:-2]
