@@ -47,6 +47,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", help="YAML options (see configs/live.yaml)")
     parser.add_argument("--checkpoint", help="recognizer checkpoint directory (default: the shipped one)")
     parser.add_argument(
+        "--voice",
+        metavar="DIR|none",
+        help="voice emotion head (default: the shipped one, trained on RAVDESS: non-commercial); "
+        "none: words only",
+    )
+    parser.add_argument(
         "--backend", choices=["torch", "onnx", "auto"], help="recognizer backend (default: auto)"
     )
     parser.add_argument(
@@ -209,6 +215,8 @@ def _apply_flags(config, args: argparse.Namespace) -> None:
         config.speakers.enrol = (*config.speakers.enrol, *args.speaker)
     if args.no_speakers:
         config.speakers.enabled = False
+    if args.voice:
+        config.voice.model_dir = None if args.voice.lower() == "none" else args.voice
     if args.no_realtime:
         config.capture.realtime = False
         config.pipeline.realtime = False

@@ -246,6 +246,20 @@ def write_transcripts(path: Path, dialogues: list[Dialogue], asr_text: list[list
                 out.write(json.dumps(record) + "\n")
 
 
+def write_dump(path: Path, dialogues: list[Dialogue], matched: list[list]) -> None:
+    with path.open("w") as out:
+        for dialogue, row in zip(dialogues, matched):
+            for utterance, result in zip(dialogue.utterances, row):
+                record = {
+                    "dialogue_id": dialogue.dialogue_id,
+                    "truth": utterance.emotion,
+                    "speaker": result.speaker if result else None,
+                    "scores": result.scores if result else None,
+                    "by_modality": result.by_modality if result else None,
+                }
+                out.write(json.dumps(record) + "\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(MELD_DEV), help="MELD CSV or JSONL (default: MELD dev)")
@@ -261,6 +275,9 @@ def main() -> int:
         help="write the data set again as JSONL with each utterance's live transcript as text",
     )
     parser.add_argument("--no-decomposition", action="store_true", help="live loop and WER only")
+    parser.add_argument(
+        "--dump", help="JSONL, one line per gold utterance: truth and what each modality said (fusion tuning)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     import torch
@@ -281,9 +298,11 @@ def main() -> int:
         flush=True,
     )
     engine = config.engine  # what the live loop runs (backend, precision)
-    recognizer = load_recognizer(args.checkpoint, engine.backend, engine.precision, engine.artifacts_dir)
+    recognizer = load_recognizer(
+        args.checkpoint, engine.backend, engine.precision, engine.artifacts_dir, config.voice
+    )
     beam = f"-beam{config.asr.beam_size}" if config.asr.beam_size > 1 else ""
-    cache = folder / f"transcripts-{Path(config.asr.model).name}{beam}.json"
+    cache = folder / f"transcripts-{Path(config.asr.model).name}{beam}-voice.json"
     transcriber = CachedTranscriber(Transcriber(config.asr), cache)
     voices = load_voice_encoder() if config.speakers.enabled else None
     started = time.perf_counter()
@@ -307,6 +326,8 @@ def main() -> int:
     wer = 100 * jiwer.wer(reference, hypothesis)
 
     attribution = speaker_accuracy(spoken, matched) if voices else None
+    if args.dump:
+        write_dump(Path(args.dump), dialogues, matched)
     checkpoint = recognizer.checkpoint
     asr_text = [[m.text if m else "" for m in row] for row in matched]
     if args.transcripts_out:

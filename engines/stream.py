@@ -21,6 +21,7 @@ from engines.checkpoint import Checkpoint, check_checkpoint_files, load_checkpoi
 from engines.engine import EngineOptions, Engines
 from engines.errors import CheckpointError
 from engines.text_encoder import build_input
+from engines.voice_emotion import VoiceEmotion, VoiceHead, VoiceOptions, fuse, load_voice_head
 
 if TYPE_CHECKING:
     from engines.visual_extractor import FramePreparer
@@ -34,6 +35,7 @@ class UtteranceInput:
     speaker: str | None = None
     audio: np.ndarray | None = None  # the utterance's 16 kHz mono float32 samples
     frames: list[np.ndarray] | None = None  # RGB frames shown during the utterance
+    voice: np.ndarray | None = None  # pooled Whisper encoder states (engines.voice_emotion)
 
 
 @dataclass
@@ -43,6 +45,8 @@ class EmotionPrediction:
     modalities: dict[str, bool]  # which modalities this prediction actually used
     features_ms: float
     fusion_ms: float
+    by_modality: dict[str, dict[str, float]] = field(default_factory=dict)
+    """What each branch said on its own: "text" (the checkpoint's network) and "voice" when it ran."""
 
 
 @dataclass
@@ -56,12 +60,24 @@ class _ContextEntry:
 class Recognizer:
     """A loaded causal checkpoint and its engines; cheap to share between sessions (read-only weights)."""
 
-    def __init__(self, checkpoint: Checkpoint, engines: Engines) -> None:
+    def __init__(
+        self,
+        checkpoint: Checkpoint,
+        engines: Engines,
+        voice_head: VoiceHead | None = None,
+        voice_weight: float = 1.0,
+    ) -> None:
         self.checkpoint = checkpoint
         self.engines = engines
         self.labels = checkpoint.labels
         self.model_id = checkpoint.model_id
         self.modalities = checkpoint.model_config.modalities
+        if voice_head is not None and voice_head.labels != list(self.labels):
+            raise CheckpointError(
+                f"voice model labels {voice_head.labels} differ from the checkpoint's {list(self.labels)}"
+            )
+        self.voice_head = voice_head
+        self.voice_weight = voice_weight
 
     def new_session(self, max_context_utterances: int = 12) -> RecognizerSession:
         return RecognizerSession(self, max_context_utterances)
@@ -95,21 +111,31 @@ class Recognizer:
             features_ms = text_ms + (time.perf_counter() - started) * 1000
             started = time.perf_counter()
             probs, present = session._fuse()
-            fusion_ms = (time.perf_counter() - started) * 1000
-            best = max(range(len(probs)), key=probs.__getitem__)
+            by_modality = {"text": self._scores(probs)}
             used = {
                 m: bool(present[m][0, -1]) if m in present else False for m in ("text", "audio", "visual")
             }
+            if session.voice is not None and utterance.voice is not None:
+                voice = session.voice.probabilities(utterance.voice, utterance.speaker or "")
+                by_modality["voice"] = self._scores(voice)
+                probs = list(fuse(np.asarray(probs), voice, session.voice.head, self.voice_weight))
+                used["audio"] = True
+            fusion_ms = (time.perf_counter() - started) * 1000
+            best = max(range(len(probs)), key=probs.__getitem__)
             out.append(
                 EmotionPrediction(
                     emotion=self.labels[best],
-                    scores={label: round(p, 6) for label, p in zip(self.labels, probs)},
+                    scores=self._scores(probs),
                     modalities=used,
                     features_ms=features_ms,
                     fusion_ms=fusion_ms,
+                    by_modality=by_modality,
                 )
             )
         return out
+
+    def _scores(self, probs) -> dict[str, float]:
+        return {label: round(float(p), 6) for label, p in zip(self.labels, probs)}
 
 
 class RecognizerSession:
@@ -122,6 +148,8 @@ class RecognizerSession:
         # Face detectors are not thread-safe and a session runs on one executor thread: one per session,
         # started on first use, in that thread.
         self._frame_preparer: FramePreparer | None = None
+        self.voice = VoiceEmotion(recognizer.voice_head) if recognizer.voice_head is not None else None
+        """The voice head with this stream's per-speaker statistics."""
 
     def _media_features(self, utterance: UtteranceInput) -> dict[str, np.ndarray | None]:
         """Audio/visual vectors for the modalities the checkpoint uses; None (masked) where the input is
@@ -150,11 +178,14 @@ class RecognizerSession:
         """What `add` would predict for `utterance`, leaving the context as it was (interim results of an
         utterance still being spoken)."""
         saved = list(self.context)
+        saved_voices = self.voice.norm.snapshot() if self.voice is not None else None
         try:
             return self.add(utterance)
         finally:
             self.context.clear()
             self.context.extend(saved)
+            if self.voice is not None and saved_voices is not None:
+                self.voice.norm.restore(saved_voices)
 
     def add(self, utterance: UtteranceInput) -> EmotionPrediction:
         return self.recognizer.add_many([(self, utterance)])[0]
@@ -202,9 +233,10 @@ def load_recognizer(
     backend: str = "torch",
     precision: str = "fp32",
     artifacts_dir: str | None = None,
+    voice: VoiceOptions | None = None,
 ) -> Recognizer:
     """Loads a causal checkpoint (default: the one shipped in models/) on `backend` (torch|onnx|auto);
-    the other arguments are those of `EngineOptions`."""
+    the other arguments are those of `EngineOptions`. `voice`: the voice branch (None: words only)."""
     path = checkpoint_path(checkpoint_dir)
     checkpoint = load_checkpoint(path)
     if not checkpoint.model_config.causal or checkpoint.text_config.future_utterances:
@@ -212,4 +244,6 @@ def load_recognizer(
             f"checkpoint {path}: not causal (it reads future utterances); live use needs a model "
             "trained with configs/causal.yaml"
         )
-    return Recognizer(checkpoint, load_engines(checkpoint, EngineOptions(backend, precision, artifacts_dir)))
+    head = load_voice_head(voice.model_dir) if voice is not None and voice.model_dir else None
+    engines = load_engines(checkpoint, EngineOptions(backend, precision, artifacts_dir))
+    return Recognizer(checkpoint, engines, head, voice.weight if voice is not None else 1.0)

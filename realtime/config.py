@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from engines.engine import EngineOptions
+from engines.voice_emotion import VoiceOptions
 from engines.yaml_config import build_dataclass
 from realtime.batching import BatchingOptions
 from realtime.capture import CaptureOptions
@@ -66,6 +67,8 @@ class LiveConfig:
     """Recognizer checkpoint directory; None uses the one shipped in models/."""
     engine: EngineOptions = field(default_factory=EngineOptions)
     """Which backend runs the recognizer's networks (torch, onnx, auto) and at what precision."""
+    voice: VoiceOptions = field(default_factory=VoiceOptions)
+    """Emotion from the voice (Whisper encoder states) fused with the words; `model_dir: null` for words only."""
     stream_id: str | None = None
     """Stream id in topics and messages; None derives it from the source."""
 

@@ -61,3 +61,6 @@ class Transcript:
     """Mean log-probability of the decoded tokens (with `no_speech_prob`, the silence rule's input)."""
     filtered: str = ""
     """Why the text was blanked: "empty", "no_speech" or "hallucination"; "" when it was kept."""
+    voice: tuple[float, ...] | None = None
+    """Mean and std of the Whisper encoder states over the utterance (engines.voice_emotion), for the
+    voice head; None for an utterance transcribed without a short window (over 30 s)."""

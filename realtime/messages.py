@@ -1,4 +1,6 @@
-"""The published record of one utterance (`EmotionResult`), its JSON form (schema 1) and its console line."""
+"""The published record of one utterance (`EmotionResult`), its JSON form (schema 2) and its console line.
+
+Schema 2 adds `valence`, `arousal` and `by_modality` to schema 1; no field of schema 1 changed."""
 
 from __future__ import annotations
 
@@ -8,8 +10,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engines.media_format import MODALITIES
+from realtime.affect import valence_arousal
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def utc_now_iso() -> str:
@@ -75,9 +78,13 @@ class EmotionResult:
     None when speaker attribution is off."""
     wall_time: str = field(default_factory=utc_now_iso)
     """ISO 8601 wall-clock time when the result was made."""
+    by_modality: dict[str, dict[str, float]] = field(default_factory=dict)
+    """What each branch said alone: "text" (the words in their context), "voice" (how they were said)
+    when the voice branch ran; `scores` is their fusion."""
 
     def to_dict(self) -> dict[str, Any]:
-        """The schema-1 message, keys in the documented order."""
+        """The schema-2 message, keys in the documented order."""
+        valence, arousal = valence_arousal(self.scores)
         return {
             "schema": SCHEMA_VERSION,
             "stream_id": self.stream_id,
@@ -88,7 +95,10 @@ class EmotionResult:
             "speaker": self.speaker,
             "text": self.text,
             "emotion": self.emotion,
-            "scores": {label: round(float(p), 4) for label, p in self.scores.items()},
+            "scores": _rounded(self.scores),
+            "valence": valence,
+            "arousal": arousal,
+            "by_modality": {name: _rounded(scores) for name, scores in self.by_modality.items()},
             "modalities": {name: bool(self.modalities.get(name, False)) for name in MODALITIES},
             "timings_ms": self.timings_ms.to_dict(),
             "model": self.model,
@@ -97,6 +107,10 @@ class EmotionResult:
     def to_json(self) -> str:
         """One line of JSON (no newline inside), UTF-8 text kept as is."""
         return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+
+def _rounded(scores: dict[str, float]) -> dict[str, float]:
+    return {label: round(float(p), 4) for label, p in scores.items()}
 
 
 def format_console_line(result: EmotionResult) -> str:

@@ -403,6 +403,7 @@ class Pipeline:
             model=self.model_id,
             timings_ms=timings,
             speaker=turn.name if turn is not None else None,
+            by_modality=dict(getattr(prediction, "by_modality", {})),
         )
 
     async def _transcribe_interim(self, samples: Any) -> Transcript:

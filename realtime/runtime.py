@@ -99,6 +99,7 @@ def utterance_input(segment: SpeechSegment, transcript: Transcript) -> Any:
         speaker=None,
         audio=segment.samples,
         frames=[frame.rgb for frame in segment.frames] or None,
+        voice=np.asarray(transcript.voice, dtype=np.float32) if transcript.voice is not None else None,
     )
 
 
@@ -114,7 +115,12 @@ async def load_models(config: LiveConfig) -> Models:
     transcriber, recognizer, voices = await asyncio.gather(
         asyncio.to_thread(Transcriber, config.asr),
         asyncio.to_thread(
-            load_recognizer, config.checkpoint_dir, engine.backend, engine.precision, engine.artifacts_dir
+            load_recognizer,
+            config.checkpoint_dir,
+            engine.backend,
+            engine.precision,
+            engine.artifacts_dir,
+            config.voice,
         ),
         asyncio.to_thread(_load_voices, config),
     )

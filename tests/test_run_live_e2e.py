@@ -45,6 +45,9 @@ SCHEMA_TYPES = {
     "text": str,
     "emotion": str,
     "scores": dict,
+    "valence": float,
+    "arousal": float,
+    "by_modality": dict,
     "modalities": dict,
     "timings_ms": dict,
     "model": str,
@@ -140,7 +143,7 @@ def check_schema(message: dict, stream_id: str) -> None:
     assert list(message) == list(SCHEMA_TYPES)
     for key, kind in SCHEMA_TYPES.items():
         assert isinstance(message[key], kind), (key, message[key])
-    assert message["schema"] == 1 and message["stream_id"] == stream_id
+    assert message["schema"] == 2 and message["stream_id"] == stream_id
     assert 0 <= message["start_s"] < message["end_s"]
     assert set(message["modalities"]) == {"text", "audio", "visual"}
     assert all(isinstance(v, bool) for v in message["modalities"].values()) and message["modalities"]["text"]

@@ -1,4 +1,4 @@
-"""`python -m training {train,evaluate,predict,extract,pretrain-extractor}`: the training command line."""
+"""`python -m training {train,evaluate,predict,extract,pretrain-extractor,voice}`: the training command line."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 def _parser() -> argparse.ArgumentParser:
     from training.extract import add_extract_parser
     from training.pretrain import add_pretrain_extractor_parser
+    from training.voice import add_voice_parser
 
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -54,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_backend_arguments(predict)
     add_extract_parser(commands)
     add_pretrain_extractor_parser(commands)
+    add_voice_parser(commands)
     return parser
 
 
@@ -259,12 +261,19 @@ def run_pretrain_extractor(args) -> int:
     return run(args)
 
 
+def run_voice(args) -> int:
+    from training.voice import run_voice as run
+
+    return run(args)
+
+
 COMMANDS = {
     "train": run_train,
     "evaluate": run_evaluate,
     "predict": run_predict,
     "extract": run_extract,
     "pretrain-extractor": run_pretrain_extractor,
+    "voice": run_voice,
 }
 
 if __name__ == "__main__":
