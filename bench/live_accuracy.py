@@ -134,12 +134,23 @@ class CachedTranscriber:
         self._path.write_text(json.dumps(self._known))
 
 
+VOICE_STATES: dict[int, tuple[float, ...] | None] = {}
+"""Pooled voice states of each published result (by id), for `--dump`: the fusion is tuned offline."""
+
+
 class Collector:
+    """The published results, and the pooled voice states of each (by start time) for `--dump`."""
+
     def __init__(self) -> None:
         self.results = []
+        self.voices: dict[float, tuple[float, ...] | None] = {}
 
     def emit(self, result) -> None:
         self.results.append(result)
+
+    def make_input(self, segment, transcript):
+        self.voices[round(segment.start_s, 3)] = transcript.voice
+        return utterance_input(segment, transcript)
 
 
 async def run_live(spoken: SpokenDialogue, config, transcriber, recognizer, voices) -> list:
@@ -154,7 +165,7 @@ async def run_live(spoken: SpokenDialogue, config, transcriber, recognizer, voic
         segmenter=VadSegmenter(config.vad),
         transcriber=transcriber,
         session=recognizer.new_session(config.pipeline.max_context_utterances),
-        make_input=utterance_input,
+        make_input=collector.make_input,
         sinks=[collector],
         attributor=SpeakerAttributor(voices, config.speakers) if voices else None,
         options=PipelineOptions(
@@ -165,6 +176,8 @@ async def run_live(spoken: SpokenDialogue, config, transcriber, recognizer, voic
         await pipeline.run()
     finally:
         source.close()
+    for result in collector.results:
+        VOICE_STATES[id(result)] = collector.voices.get(round(result.start_s, 3))
     return collector.results
 
 
@@ -250,9 +263,13 @@ def write_dump(path: Path, dialogues: list[Dialogue], matched: list[list]) -> No
     with path.open("w") as out:
         for dialogue, row in zip(dialogues, matched):
             for utterance, result in zip(dialogue.utterances, row):
+                voice = VOICE_STATES.get(id(result)) if result else None
                 record = {
                     "dialogue_id": dialogue.dialogue_id,
                     "truth": utterance.emotion,
+                    "truth_speaker": utterance.speaker,
+                    "start_s": result.start_s if result else None,
+                    "voice_states": [round(v, 4) for v in voice] if voice else None,
                     "speaker": result.speaker if result else None,
                     "scores": result.scores if result else None,
                     "by_modality": result.by_modality if result else None,

@@ -65,7 +65,7 @@ class Recognizer:
         checkpoint: Checkpoint,
         engines: Engines,
         voice_head: VoiceHead | None = None,
-        voice_weight: float = 1.0,
+        voice_options: VoiceOptions | None = None,
     ) -> None:
         self.checkpoint = checkpoint
         self.engines = engines
@@ -77,7 +77,7 @@ class Recognizer:
                 f"voice model labels {voice_head.labels} differ from the checkpoint's {list(self.labels)}"
             )
         self.voice_head = voice_head
-        self.voice_weight = voice_weight
+        self.voice_options = voice_options or VoiceOptions()
 
     def new_session(self, max_context_utterances: int = 12) -> RecognizerSession:
         return RecognizerSession(self, max_context_utterances)
@@ -116,9 +116,10 @@ class Recognizer:
                 m: bool(present[m][0, -1]) if m in present else False for m in ("text", "audio", "visual")
             }
             if session.voice is not None and utterance.voice is not None:
-                voice = session.voice.probabilities(utterance.voice, utterance.speaker or "")
-                by_modality["voice"] = self._scores(voice)
-                probs = list(fuse(np.asarray(probs), voice, session.voice.head, self.voice_weight))
+                voice = session.voice.read(utterance.voice, utterance.speaker or "")
+                by_modality["voice"] = self._scores(voice.probabilities)
+                weight = self.voice_options.effective_weight(voice.distance)
+                probs = list(fuse(np.asarray(probs), voice.probabilities, session.voice.head, weight))
                 used["audio"] = True
             fusion_ms = (time.perf_counter() - started) * 1000
             best = max(range(len(probs)), key=probs.__getitem__)
@@ -246,4 +247,4 @@ def load_recognizer(
         )
     head = load_voice_head(voice.model_dir) if voice is not None and voice.model_dir else None
     engines = load_engines(checkpoint, EngineOptions(backend, precision, artifacts_dir))
-    return Recognizer(checkpoint, engines, head, voice.weight if voice is not None else 1.0)
+    return Recognizer(checkpoint, engines, head, voice)

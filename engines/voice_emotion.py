@@ -13,6 +13,7 @@ The head's weights are trained on RAVDESS (CC BY-NC-SA 4.0): they inherit non-co
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from engines.errors import CheckpointError
 ENCODER_HOP_FRAMES = 2
 """Whisper's encoder halves the mel frame rate (10 ms mel frames -> 20 ms states)."""
 
+DISTANCE_FADE = 0.05
 SHIPPED_VOICE_MODEL = Path(__file__).resolve().parent.parent / "models" / "voice-ravdess"
 
 
@@ -64,7 +66,11 @@ class VoiceHead:
 
 
 def load_voice_head(folder: str | Path = SHIPPED_VOICE_MODEL) -> VoiceHead:
+    """A head folder; a relative path not found from the working directory is read from the project
+    root (so `models/voice-ravdess` in configs/live.yaml works from anywhere)."""
     folder = Path(folder)
+    if not folder.is_absolute() and not folder.exists():
+        folder = SHIPPED_VOICE_MODEL.parent.parent / folder
     arrays_path, info_path = folder / "voice_head.npz", folder / "voice_head.json"
     for path in (arrays_path, info_path):
         if not path.is_file():
@@ -114,16 +120,25 @@ class SpeakerVoiceNorm:
         self._sums = dict(sums)
 
 
+@dataclass(slots=True)
+class VoiceReading:
+    probabilities: np.ndarray
+    distance: float
+    """RMS of the standardised states: how far this voice is from the voices the head was trained on
+    (unseen RAVDESS actors 0.8-1.3, espeak-ng voices 1.6-3.3)."""
+
+
 class VoiceEmotion:
-    """The head plus one stream's speaker statistics: `probabilities(pooled, speaker)`."""
+    """The head plus one stream's speaker statistics: `read(pooled, speaker)`."""
 
     def __init__(self, head: VoiceHead) -> None:
         self.head = head
         self.norm = SpeakerVoiceNorm(head.speaker_prior)
 
-    def probabilities(self, pooled: np.ndarray, speaker: str, learn: bool = True) -> np.ndarray:
+    def read(self, pooled: np.ndarray, speaker: str, learn: bool = True) -> VoiceReading:
         standardised = (np.asarray(pooled, dtype=np.float32) - self.head.mean) / self.head.scale
-        return self.head.probabilities(self.norm.normalise(speaker, standardised, learn))
+        probabilities = self.head.probabilities(self.norm.normalise(speaker, standardised, learn))
+        return VoiceReading(probabilities, float(np.sqrt(np.mean(standardised**2))))
 
 
 @dataclass
@@ -133,9 +148,17 @@ class VoiceOptions:
     model_dir: str | None = str(SHIPPED_VOICE_MODEL)
     """Voice head folder (`python -m training voice`); None: words only (the commercial-safe choice: the
     shipped head is trained on RAVDESS, CC BY-NC-SA 4.0)."""
-    weight: float = 1.0
+    weight: float = 6.0
     """Exponent of the voice's likelihood ratio in the fused scores (0: the voice is published in
-    `by_modality` but does not move the result)."""
+    `by_modality` but does not move the result). Large: neutral words said angrily are `anger`."""
+    max_distance: float = 1.45
+    """Voices farther than this from the training voices (`VoiceReading.distance`) are not trusted:
+    the head has never heard their like (synthetic speech, another microphone chain), so the words
+    decide. Their voice scores are still published."""
+
+    def effective_weight(self, distance: float) -> float:
+        """`weight`, faded out over ~0.1 around `max_distance`."""
+        return self.weight / (1.0 + math.exp(min(50.0, (distance - self.max_distance) / DISTANCE_FADE)))
 
 
 def fuse(text: np.ndarray, voice: np.ndarray, head: VoiceHead, weight: float) -> np.ndarray:

@@ -56,7 +56,7 @@ def test_a_missing_voice_model_is_one_clear_error(tmp_path) -> None:
 
 
 def test_the_recognizer_publishes_each_modality_and_fuses_them() -> None:
-    recognizer = load_recognizer(voice=VoiceOptions(weight=1.0))
+    recognizer = load_recognizer(voice=VoiceOptions(weight=1.0, max_distance=100.0))
     head = recognizer.voice_head
     assert head is not None and head.labels == list(recognizer.labels)
     session = recognizer.new_session()
@@ -70,4 +70,15 @@ def test_the_recognizer_publishes_each_modality_and_fuses_them() -> None:
     assert set(both.by_modality) == {"text", "voice"} and both.modalities["audio"]
     assert max(both.by_modality["voice"], key=both.by_modality["voice"].get) == "anger"
     assert both.emotion == "anger" and both.scores != both.by_modality["text"]
-    assert VoiceEmotion(head).probabilities(pooled, "S9").shape == (7,)
+    assert VoiceEmotion(head).read(pooled, "S9").probabilities.shape == (7,)
+
+
+def test_a_voice_unlike_the_training_voices_does_not_move_the_result() -> None:
+    options = VoiceOptions()
+    assert options.effective_weight(0.9) == pytest.approx(options.weight, rel=1e-3)
+    assert options.effective_weight(options.max_distance) == pytest.approx(options.weight / 2)
+    assert options.effective_weight(3.0) < 1e-6
+    head = load_voice_head()
+    near = VoiceEmotion(head).read(head.mean + 0.5 * head.scale, "S1")
+    far = VoiceEmotion(head).read(head.mean + 3.0 * head.scale, "S1")
+    assert near.distance == pytest.approx(0.5, abs=1e-3) and far.distance == pytest.approx(3.0, abs=1e-3)

@@ -142,13 +142,13 @@ def evaluate_head(
         voice = VoiceEmotion(head)
         predicted = np.zeros(len(vectors), int)
         for i in order:
-            predicted[i] = int(voice.probabilities(vectors[i], speakers[i]).argmax())
+            predicted[i] = int(voice.read(vectors[i], speakers[i]).probabilities.argmax())
         runs.append(100 * f1_score(truth, predicted, average="weighted"))
         per_class += 100 * f1_score(
             truth, predicted, labels=range(len(labels)), average=None, zero_division=0
         )
         matrix += confusion_matrix(truth, predicted, labels=range(len(labels)))
-    first = [int(VoiceEmotion(head).probabilities(v, "new").argmax()) for v in vectors]
+    first = [int(VoiceEmotion(head).read(v, "new").probabilities.argmax()) for v in vectors]
     return {
         "weighted_f1_mean": round(float(np.mean(runs)), 2),
         "weighted_f1_orders": [round(r, 2) for r in runs],
