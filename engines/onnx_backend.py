@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -104,13 +105,16 @@ def artifacts_for(checkpoint: Checkpoint, options: EngineOptions) -> tuple[Path,
     # One export at a time per process: the exporter keeps global state, and streams start together.
     with _compiling:
         if not (folder / "manifest.json").is_file():
-            log.warning(
-                "compiling %s for ONNX Runtime (%s) into %s: first use only",
-                checkpoint.path,
+            # Expected once per checkpoint and precision, so INFO: nothing is wrong.
+            log.info(
+                "first use of %s: compiling it for ONNX Runtime (%s, about a minute, once) into %s",
+                checkpoint.path.name,
                 options.precision,
                 folder,
             )
+            started = time.perf_counter()
             compile_checkpoint(checkpoint, folder, options.precision, replace=False)
+            log.info("compiled in %.0f s; later runs start from %s", time.perf_counter() - started, folder)
     return folder, read_manifest(folder, checkpoint.path, options.precision, sha256)
 
 
