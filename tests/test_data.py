@@ -7,7 +7,8 @@ import pytest
 
 from training.data import DataError, check_labels, label_set, load_dialogues
 
-MELD_DEV = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "meld" / "dev_sent_emo.csv"
+# Written for the project in MELD's layout (tests/data/README.md); MELD itself is not needed.
+MELD_LIKE = Path(__file__).resolve().parent / "data" / "meld_like.csv"
 HEADER = (
     "Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,Season,Episode,StartTime,EndTime\n"
 )
@@ -18,16 +19,21 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def test_meld_dev_loads_every_row_grouped_and_ordered():
-    dialogues = load_dialogues(MELD_DEV)
-    assert sum(len(d.utterances) for d in dialogues) == 1109
-    assert len(dialogues) == 114
+def test_meld_layout_loads_every_row_grouped_and_ordered():
+    dialogues = load_dialogues(MELD_LIKE)
+    assert sum(len(d.utterances) for d in dialogues) == 77
+    assert len(dialogues) == 24
     for dialogue in dialogues:
         ids = [int(u.utterance_id) for u in dialogue.utterances]
         assert ids == sorted(ids)
     assert label_set(dialogues) == ["neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear"]
     first = dialogues[0].utterances[0]
-    assert first.speaker == "Phoebe" and first.emotion == "sadness" and "he's lost it" in first.text
+    assert (
+        first.speaker == "Mara"
+        and first.emotion == "sadness"
+        and first.text == "Oh no, he's gone. He's really gone."
+    )
+    assert dialogues[2].utterances[2].text == "It had my name on it - in capitals!"
 
 
 def test_meld_csv_rows_out_of_order_and_single_utterance_dialogue(tmp_path):

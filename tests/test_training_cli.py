@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MELD_DEV = ROOT.parent / "shared" / "datasets" / "meld" / "dev_sent_emo.csv"
+# Written for the project in MELD's layout (tests/data/README.md); MELD itself is not needed.
+MELD_LIKE = ROOT / "tests" / "data" / "meld_like.csv"
+DEV_ROWS = 22  # the last rows of MELD_LIKE (whole dialogues) are the dev file, the rest the train file
 TINY_CONFIG = """
 text: {encoder: minilm, finetune_top_layers: 1, past_utterances: 1, future_utterances: 1}
 model: {hidden_dim: 64, feedforward_dim: 128, dialogue_heads: 4, fusion_heads: 4, fusion_layers: 2}
@@ -38,9 +40,9 @@ def run(*args, env_cache: Path) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def meld_slices(tmp_path_factory):
     folder = tmp_path_factory.mktemp("meld")
-    lines = MELD_DEV.read_text(encoding="utf-8").splitlines(keepends=True)
-    (folder / "train.csv").write_text("".join(lines[:161]), encoding="utf-8")
-    (folder / "dev.csv").write_text(lines[0] + "".join(lines[161:241]), encoding="utf-8")
+    lines = MELD_LIKE.read_text(encoding="utf-8").splitlines(keepends=True)
+    (folder / "train.csv").write_text("".join(lines[:-DEV_ROWS]), encoding="utf-8")
+    (folder / "dev.csv").write_text(lines[0] + "".join(lines[-DEV_ROWS:]), encoding="utf-8")
     (folder / "tiny.yaml").write_text(TINY_CONFIG)
     return folder
 
@@ -102,11 +104,11 @@ def test_evaluate_prints_and_writes_the_report(trained, meld_slices):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(report_path.read_text())
-    assert report["n_utterances"] == 80
+    assert report["n_utterances"] == DEV_ROWS
     assert set(report) >= {"weighted_f1", "accuracy", "macro_f1", "per_class", "labels"}
     assert 0 <= report["weighted_f1"] <= 100 and 0 <= report["accuracy"] <= 100
     assert set(report["per_class"]) == set(report["labels"])
-    assert sum(c["support"] for c in report["per_class"].values()) == 80
+    assert sum(c["support"] for c in report["per_class"].values()) == DEV_ROWS
     assert report_path.with_suffix(".confusion.png").stat().st_size > 1000
     assert f"weighted_f1 {report['weighted_f1']:.2f}" in result.stdout
     meta = json.loads((out / "checkpoint.json").read_text())
@@ -129,7 +131,7 @@ def test_predict_writes_one_line_per_utterance(trained, meld_slices):
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [json.loads(line) for line in target.read_text().splitlines()]
     labels = json.loads((out / "labels.json").read_text())
-    assert len(rows) == 80
+    assert len(rows) == DEV_ROWS
     assert all(r["predicted"] in labels and abs(sum(r["probabilities"].values()) - 1) < 1e-3 for r in rows)
     assert {"dialogue_id", "utterance_id"} <= set(rows[0])
 
@@ -193,19 +195,19 @@ def test_six_label_jsonl_trains_and_evaluates(tmp_path):
 
 
 def train_on_dev(*options: str) -> list[str]:
-    """`train` with these options on MELD dev as both files (the error comes before any training)."""
-    return ["train", *options, "--train", str(MELD_DEV), "--dev", str(MELD_DEV), "--out", "/tmp/x"]
+    """`train` with these options on the MELD-layout file as both files (the error comes before any training)."""
+    return ["train", *options, "--train", str(MELD_LIKE), "--dev", str(MELD_LIKE), "--out", "/tmp/x"]
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (
-            ["evaluate", "--checkpoint", "/nonexistent/ck", "--data", str(MELD_DEV)],
+            ["evaluate", "--checkpoint", "/nonexistent/ck", "--data", str(MELD_LIKE)],
             "checkpoint /nonexistent/ck: no such directory",
         ),
         (
-            ["train", "--train", "/nope.csv", "--dev", str(MELD_DEV), "--out", "/tmp/x"],
+            ["train", "--train", "/nope.csv", "--dev", str(MELD_LIKE), "--out", "/tmp/x"],
             "/nope.csv: no such file",
         ),
         (
