@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("amqtt", "transitions", "faster_whisper", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The one-time ONNX compile (about a minute) is said once at INFO: the first run is not silent.
+    logging.getLogger("engines.onnx_backend").setLevel(logging.DEBUG if args.verbose >= 2 else logging.INFO)
     # aiomqtt logs socket errors at ERROR; the publisher reports each failure itself (one line at start).
     logging.getLogger("mqtt").setLevel(logging.DEBUG if args.verbose >= 2 else logging.CRITICAL)
 
