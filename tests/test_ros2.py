@@ -202,8 +202,10 @@ def test_mqtt_client_params_map_real_topics_to_ros_topics():
         entry = mqtt2ros[topic]
         assert entry["primitive"] is True
         assert ROS_TOPIC.match(entry["ros_topic"]), entry["ros_topic"]
-        retained = topic.endswith("/state")
-        assert entry["advanced"]["ros"].get("latched", False) is retained
+        # Retained MQTT topics: late ROS subscribers get the last message too (`latched` is ignored on ROS 2).
+        qos = entry["advanced"]["ros"].get("qos", {})
+        assert (qos.get("durability") == "transient_local") is topic.endswith("/state"), topic
+        assert "latched" not in entry["advanced"]["ros"]
     assert len({mqtt2ros[t]["ros_topic"] for t in topics}) == len(topics)
     assert set(mqtt2ros) == {"mqtt_topics", *topics}
 
