@@ -19,7 +19,7 @@ from engines import interrupts
 if __name__ == "__main__":  # imported (by a test), it leaves the signals alone
     interrupts.install()
 
-from realtime import runtime_env
+from realtime.runtime import env as runtime_env
 
 runtime_env.apply()
 
@@ -112,17 +112,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("mqtt").setLevel(logging.DEBUG if args.verbose >= 2 else logging.CRITICAL)
 
     from engines.errors import CheckpointError
-    from realtime.app import serve
-    from realtime.capture import DeviceError, MediaError
-    from realtime.config import ConfigError, load_live_config
-    from realtime.consumers import Consumers
-    from realtime.mqtt_tls import TlsSettingError
-    from realtime.overlay import OverlayError
-    from realtime.preview import Preview, PreviewError, PreviewOptions
-    from realtime.publish import BrokerUnreachableError, MqttSettingError
-    from realtime.speakers import EnrolmentError
-    from realtime.stream_specs import load_stream_specs, specs_from_flags
-    from realtime.transcribe import AsrModelError
+    from realtime.consumers.launch import Consumers
+    from realtime.consumers.overlay import OverlayError
+    from realtime.outputs.mqtt.publisher import BrokerUnreachableError, MqttSettingError
+    from realtime.outputs.mqtt.tls import TlsSettingError
+    from realtime.outputs.preview import Preview, PreviewError, PreviewOptions
+    from realtime.runtime.app import serve
+    from realtime.runtime.config import ConfigError, load_live_config
+    from realtime.runtime.stream_specs import load_stream_specs, specs_from_flags
+    from realtime.sources.open import DeviceError, MediaError
+    from realtime.speakers.attributor import EnrolmentError
+    from realtime.speech.whisper import AsrModelError
 
     user_errors = (
         MediaError,
@@ -229,7 +229,7 @@ def _open_jsonl(target: str | None, stack: ExitStack) -> TextIO | None:
         return None
     if target == "-":
         return sys.stdout
-    from realtime.config import ConfigError
+    from realtime.runtime.config import ConfigError
 
     try:
         return stack.enter_context(open(target, "w", encoding="utf-8"))

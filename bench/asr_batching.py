@@ -19,16 +19,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from realtime import runtime_env
+from realtime.runtime import env as runtime_env
 
 runtime_env.apply()
 
 import numpy as np
 
-from realtime.capture import CaptureOptions, open_source
 from realtime.frames import AudioChunk
-from realtime.transcribe import AsrOptions, Transcriber
-from realtime.vad import VadOptions, VadSegmenter
+from realtime.sources.open import CaptureOptions, open_source
+from realtime.speech.vad import VadOptions, VadSegmenter
+from realtime.speech.whisper import AsrOptions, Transcriber
 
 
 async def utterances(source: str) -> list:

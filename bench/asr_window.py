@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from realtime import runtime_env
+from realtime.runtime import env as runtime_env
 
 runtime_env.apply()
 
@@ -31,7 +31,7 @@ import numpy as np
 
 from engines.text_encoder import CACHE_ROOT
 from realtime.frames import SAMPLE_RATE_HZ
-from realtime.transcribe import AsrOptions, Transcriber
+from realtime.speech.whisper import AsrOptions, Transcriber
 from training.data import load_dialogues
 
 MELD_DEV = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "meld" / "dev_sent_emo.csv"
@@ -77,8 +77,8 @@ def main() -> int:
     parser.add_argument("--cache", default=str(CACHE_ROOT / "bench" / "live_accuracy" / "dev_sent_emo-seed0"))
     args = parser.parse_args()
     counter = RedoCounter()
-    logging.getLogger("realtime.transcribe").addHandler(counter)
-    logging.getLogger("realtime.transcribe").setLevel(logging.INFO)
+    logging.getLogger("realtime.speech.whisper").addHandler(counter)
+    logging.getLogger("realtime.speech.whisper").setLevel(logging.INFO)
     items = utterances(Path(args.cache), args.dialogues)
     lengths = [len(a) / SAMPLE_RATE_HZ for a, _ in items]
     print(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from realtime import runtime_env
+from realtime.runtime import env as runtime_env
 
 runtime_env.apply()
 

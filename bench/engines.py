@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from realtime import runtime_env
+from realtime.runtime import env as runtime_env
 
 runtime_env.apply()
 
@@ -185,8 +185,8 @@ def bench_components(args) -> None:
 
 
 def bench_live(args) -> None:
-    from realtime.app import run_stream
-    from realtime.config import LiveConfig
+    from realtime.runtime.app import run_stream
+    from realtime.runtime.config import LiveConfig
 
     print(f"\n{'live loop (demo)':<22}{'backend':<12}{'n':>4}{'p50 ms':>9}{'p95 ms':>9}  stage")
     for backend in ("torch", "onnx"):

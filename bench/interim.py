@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # the generated-media helpers the tests use
 
-from realtime import runtime_env
+from realtime.runtime import env as runtime_env
 
 runtime_env.apply()
 
@@ -34,9 +34,9 @@ import numpy as np
 from conftest import SPEECH_RATE_HZ, write_wav
 from conversations import VOICES, speak
 
-from realtime.app import run_stream
-from realtime.config import LiveConfig
-from realtime.publish import parse_mqtt_url
+from realtime.outputs.mqtt.publisher import parse_mqtt_url
+from realtime.runtime.app import run_stream
+from realtime.runtime.config import LiveConfig
 
 LONG = (
     "We need to finish the report before Friday, or the client will be very unhappy with us, "

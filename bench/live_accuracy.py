@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from realtime import runtime_env
+from realtime.runtime import env as runtime_env
 
 runtime_env.apply()
 
@@ -40,14 +40,14 @@ from engines.speaker_encoder import load_voice_encoder
 from engines.stream import load_recognizer
 from engines.text_encoder import CACHE_ROOT
 from engines.text_form import generic_speaker_labels
-from realtime.app import utterance_input
-from realtime.capture import FileSource
-from realtime.config import load_live_config
 from realtime.frames import SAMPLE_RATE_HZ, Transcript
-from realtime.pipeline import Pipeline, PipelineOptions
-from realtime.speakers import SpeakerAttributor
-from realtime.transcribe import Transcriber
-from realtime.vad import VadSegmenter
+from realtime.runtime.app import utterance_input
+from realtime.runtime.config import load_live_config
+from realtime.session.pipeline import Pipeline, PipelineOptions
+from realtime.sources.open import FileSource
+from realtime.speakers.attributor import SpeakerAttributor
+from realtime.speech.vad import VadSegmenter
+from realtime.speech.whisper import Transcriber
 from training.data import Dialogue, load_dialogues
 from training.media import decode_audio
 from training.train import encode_for_checkpoint, predict_probabilities

@@ -21,12 +21,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from realtime import runtime_env
+from realtime.runtime import env as runtime_env
 
 runtime_env.apply()
 
-from realtime.app import StreamReport, run_stream
-from realtime.config import load_live_config
+from realtime.runtime.app import StreamReport, run_stream
+from realtime.runtime.config import load_live_config
 
 STAGES = ("vad_chunk", "vad", "asr", "speaker", "features", "fusion", "segment_to_publish")
 

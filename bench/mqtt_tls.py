@@ -25,8 +25,8 @@ import aiomqtt
 from mosquitto import Mosquitto, ServerTls
 from tls_certs import make_certs
 
-from realtime.mqtt_tls import tls_context
-from realtime.publish import MqttOptions, parse_mqtt_url
+from realtime.outputs.mqtt.publisher import MqttOptions, parse_mqtt_url
+from realtime.outputs.mqtt.tls import tls_context
 
 USER, PASSWORD = "bench", "bench"
 

@@ -29,15 +29,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from realtime import runtime_env
+from realtime.runtime import env as runtime_env
 
 runtime_env.apply()
 
 
 def worker(n: int, clips: list[str], args: argparse.Namespace) -> dict:
     """Serve `n` streams in this process; what the parent prints, as a dict."""
-    from realtime.config import load_live_config
-    from realtime.runtime import Runtime
+    from realtime.runtime.config import load_live_config
+    from realtime.runtime.runtime import Runtime
 
     config = load_live_config(args.config)
     if args.batch_window_ms is not None:

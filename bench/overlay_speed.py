@@ -21,11 +21,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's realtime/
 
-from realtime.broker import EmbeddedBroker
+from realtime.consumers.overlay import Overlay, OverlayOptions
 from realtime.frames import VideoFrame
 from realtime.messages import EmotionResult
-from realtime.overlay import Overlay, OverlayOptions
-from realtime.preview import Preview, PreviewOptions
+from realtime.outputs.mqtt.broker import EmbeddedBroker
+from realtime.outputs.preview import Preview, PreviewOptions
 
 
 async def event_latency_ms(messages: int) -> list[float]:

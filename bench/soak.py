@@ -25,13 +25,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from realtime import runtime_env
+from realtime.runtime import env as runtime_env
 
 runtime_env.apply()
 
-from realtime.capture import DEMO_CLIP_PATH
 from realtime.frames import AudioChunk, VideoFrame
-from realtime.pipeline import MediaSource
+from realtime.session.pipeline import MediaSource
+from realtime.sources.open import DEMO_CLIP_PATH
 
 WARM_UP_MIN = 5
 STREAM_ID = "soak"
@@ -92,10 +92,10 @@ HEADER = " min   rss_MiB   fds threads results   acked  pub_p50  pub_p95  ack_p9
 async def soak(args: argparse.Namespace) -> dict:
     import aiomqtt
 
-    from realtime.config import load_live_config
-    from realtime.file_source import FileSource
-    from realtime.publish import parse_mqtt_url
-    from realtime.runtime import Runtime
+    from realtime.outputs.mqtt.publisher import parse_mqtt_url
+    from realtime.runtime.config import load_live_config
+    from realtime.runtime.runtime import Runtime
+    from realtime.sources.file import FileSource
 
     config = load_live_config(args.config)
     config.capture.realtime = config.pipeline.realtime = True

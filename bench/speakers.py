@@ -30,7 +30,7 @@ import torch
 from conversations import attribute_conversation, best_mapping_accuracy, make_conversation
 
 from engines.speaker_encoder import load_voice_encoder
-from realtime.speakers import SpeakerOptions
+from realtime.speakers.attributor import SpeakerOptions
 
 
 def main() -> int:

@@ -3,7 +3,7 @@
     python bench/vad_split.py
 
 1. Cut rules at every possible limit (each 32 ms frame), searching the `split_search_s` before it: the
-   lowest speech probability, the lowest energy, and `realtime.pause.find_pause`. For windows that hold a
+   lowest speech probability, the lowest energy, and `realtime.speech.pause.find_pause`. For windows that hold a
    pause between words (100 ms or more, ending 3 frames before the limit), how often each cuts a word;
    for the other windows, how often find_pause still finds a "pause" and how often that cuts a word.
 2. The real `VadSegmenter` at several `max_utterance_s`, cutting at the limit (`split_search_s` 0, the
@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT / "tests"))  # the generated-media helpers the tests
 from espeak_words import MONOLOGUE, SpokenWords, speak_words
 
 from realtime.frames import SAMPLE_RATE_HZ, AudioChunk
-from realtime.pause import find_pause
-from realtime.vad import FRAME_SAMPLES, VadOptions, VadSegmenter
+from realtime.speech.pause import find_pause
+from realtime.speech.vad import FRAME_SAMPLES, VadOptions, VadSegmenter
 
 PAUSE_SAMPLES = SAMPLE_RATE_HZ // 10
 LAG_SAMPLES = 3 * FRAME_SAMPLES

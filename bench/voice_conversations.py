@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from realtime import runtime_env
+from realtime.runtime import env as runtime_env
 
 runtime_env.apply()
 
@@ -36,8 +36,8 @@ import live_accuracy as la
 from engines.speaker_encoder import load_voice_encoder
 from engines.stream import load_recognizer
 from engines.text_encoder import CACHE_ROOT
-from realtime.config import load_live_config
-from realtime.transcribe import Transcriber
+from realtime.runtime.config import load_live_config
+from realtime.speech.whisper import Transcriber
 from training.data import Dialogue, Utterance
 from training.media import decode_audio
 from training.voice import trim_silence

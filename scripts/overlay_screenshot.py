@@ -17,8 +17,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's realtime/, not another installed copy
 
-from realtime.broker import EmbeddedBroker
-from realtime.overlay import Overlay, OverlayOptions
+from realtime.consumers.overlay import Overlay, OverlayOptions
+from realtime.outputs.mqtt.broker import EmbeddedBroker
 
 
 async def make(out: Path, query: str, size: str) -> None:

@@ -108,8 +108,8 @@ class Attributed:
 def attribute_conversation(conversation: Conversation, encoder, options=None, enrolled=None) -> Attributed:
     """Feed the conversation through the real Silero VAD in 32 ms chunks and attribute every segment."""
     from realtime.frames import AudioChunk
-    from realtime.speakers import SpeakerAttributor
-    from realtime.vad import VadSegmenter
+    from realtime.speakers.attributor import SpeakerAttributor
+    from realtime.speech.vad import VadSegmenter
 
     vad = VadSegmenter()
     attributor = SpeakerAttributor(encoder, options, enrolled)

@@ -8,9 +8,9 @@ import threading
 import numpy as np
 from test_transcribe import sentences_audio, wer
 
-from realtime.batching import BatchingOptions, BatchingTranscriber
 from realtime.frames import Transcript
-from realtime.transcribe import AsrOptions, Transcriber
+from realtime.speech.whisper import AsrOptions, Transcriber
+from realtime.speech.whisper_batching import BatchingOptions, BatchingTranscriber
 
 
 def test_batched_whisper_gives_the_texts_of_one_by_one(espeak_wav) -> None:

@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from realtime.capture import (
+from realtime.frames import SAMPLE_RATE_HZ, AudioChunk, VideoFrame
+from realtime.sources.devices import MicrophoneSource
+from realtime.sources.open import (
     DEMO_CLIP_PATH,
     CaptureOptions,
     DeviceError,
@@ -20,8 +22,6 @@ from realtime.capture import (
     MediaError,
     open_source,
 )
-from realtime.devices import MicrophoneSource
-from realtime.frames import SAMPLE_RATE_HZ, AudioChunk, VideoFrame
 
 FAST = CaptureOptions(realtime=False)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from realtime.config import ConfigError, LiveConfig, load_live_config
+from realtime.runtime.config import ConfigError, LiveConfig, load_live_config
 
 REPO = Path(__file__).resolve().parents[1]
 

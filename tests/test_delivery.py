@@ -22,7 +22,7 @@ from test_run_live_e2e import (
     run_with_subscriber,
 )
 
-from realtime.publish import MqttOptions, MqttPublisher, parse_mqtt_url
+from realtime.outputs.mqtt.publisher import MqttOptions, MqttPublisher, parse_mqtt_url
 
 
 @needs_checkpoint
@@ -93,7 +93,7 @@ def test_reconnect_waits_are_jittered_and_capped_then_availability_returns(
         await publisher.close()
         return _waits(caplog), availability, [channel.delivery.produced, channel.delivery.acknowledged]
 
-    caplog.set_level(logging.WARNING, logger="realtime.publish")
+    caplog.set_level(logging.WARNING, logger="realtime.outputs.mqtt.publisher")
     try:
         waits, availability, counts = asyncio.run(scenario())
     finally:

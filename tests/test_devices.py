@@ -13,9 +13,9 @@ import types
 import numpy as np
 import pytest
 
-from realtime.devices import LiveSource, MicrophoneSource, WebcamSource
-from realtime.feed import _QUEUE_ITEMS, CaptureOptions, DeviceError
 from realtime.frames import SAMPLE_RATE_HZ, AudioChunk, VideoFrame
+from realtime.sources.devices import LiveSource, MicrophoneSource, WebcamSource
+from realtime.sources.feed import _QUEUE_ITEMS, CaptureOptions, DeviceError
 
 BLOCK = 512
 
@@ -189,7 +189,7 @@ def test_live_keeps_audio_and_video_in_step(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_microphone_by_index_or_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    from realtime.capture import open_source
+    from realtime.sources.open import open_source
 
     pyaudio = fake_pyaudio()
     monkeypatch.setitem(sys.modules, "pyaudio", pyaudio)

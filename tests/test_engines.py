@@ -277,7 +277,7 @@ def test_compile_cli_writes_artifacts_and_names_bad_input(text_only, tmp_path, c
 
 def test_live_config_and_flags_choose_the_backend(tmp_path):
     import run_live
-    from realtime.config import ConfigError, load_live_config
+    from realtime.runtime.config import ConfigError, load_live_config
 
     shipped = load_live_config(Path(__file__).resolve().parents[1] / "configs" / "live.yaml")
     assert shipped.engine == EngineOptions("auto", "fp32")

@@ -14,8 +14,14 @@ import aiomqtt
 import pytest
 from mosquitto import Mosquitto, free_port
 
-from realtime.ha_discovery import HaAnnouncer, HaDiscoveryOptions, config_topic, remove, sensor_config
-from realtime.publish import parse_mqtt_url
+from realtime.consumers.ha_discovery import (
+    HaAnnouncer,
+    HaDiscoveryOptions,
+    config_topic,
+    remove,
+    sensor_config,
+)
+from realtime.outputs.mqtt.publisher import parse_mqtt_url
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -118,7 +124,7 @@ def test_cli_publishes_removes_and_reports_user_errors(mosquitto: Mosquitto) -> 
     stream_id = f"ha-{uuid.uuid4().hex[:8]}"
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "realtime.ha_discovery", *args]
+        command = [sys.executable, "-m", "realtime.consumers.ha_discovery", *args]
         return subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=60, check=False)
 
     published = cli("--mqtt", mosquitto.url, "--stream-id", stream_id)

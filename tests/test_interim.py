@@ -18,9 +18,9 @@ from mosquitto import Mosquitto
 from test_run_live_e2e import needs_checkpoint, run_with_subscriber
 
 from realtime.frames import SpeechSegment, Transcript
-from realtime.interim import InterimResults
 from realtime.messages import EmotionResult
 from realtime.metrics import PipelineMetrics
+from realtime.session.interim import InterimResults
 
 LONG = (
     "We need to finish the report before Friday, or the client will be very unhappy with us, "

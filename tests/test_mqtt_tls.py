@@ -1,4 +1,4 @@
-"""MQTT over TLS with passwords (realtime/mqtt_tls.py): a CA made by the test, a real Mosquitto TLS listener
+"""MQTT over TLS with passwords (realtime/outputs/mqtt/tls.py): a CA made by the test, a real Mosquitto TLS listener
 that refuses anonymous clients, and `run_live.py` against it; wrong CA, password or port are one-line errors."""
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from mosquitto import Mosquitto, ServerTls
 from test_run_live_e2e import assert_one_line_error, run_cli
 from tls_certs import CertFiles, make_certs
 
-from realtime.config import load_live_config
-from realtime.ha_discovery import HaDiscoveryOptions, announce_once, config_topic
+from realtime.consumers.ha_discovery import HaDiscoveryOptions, announce_once, config_topic
+from realtime.consumers.overlay import Overlay, OverlayOptions
 from realtime.messages import EmotionResult
-from realtime.mqtt_tls import TlsSettingError, tls_context
-from realtime.overlay import Overlay, OverlayOptions
-from realtime.publish import BrokerUnreachableError, MqttOptions, MqttPublisher, parse_mqtt_url
+from realtime.outputs.mqtt.publisher import BrokerUnreachableError, MqttOptions, MqttPublisher, parse_mqtt_url
+from realtime.outputs.mqtt.tls import TlsSettingError, tls_context
+from realtime.runtime.config import load_live_config
 
 USER, PASSWORD = "edge", "s3cret pass"
 """The password has a space: it travels percent-encoded in the URL."""

@@ -12,9 +12,9 @@ import pytest
 from conftest import TalkingClip
 from mosquitto import free_port
 
-from realtime.capture import CaptureOptions, MediaError, open_source
 from realtime.frames import AudioChunk, VideoFrame
-from realtime.network import NetworkSource
+from realtime.sources.network import NetworkSource
+from realtime.sources.open import CaptureOptions, MediaError, open_source
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs Debian's ffmpeg")
 

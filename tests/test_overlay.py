@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from mosquitto import Mosquitto, free_port
 
-from realtime.overlay import Overlay, OverlayError, OverlayOptions, parse_listen_address
-from realtime.overlay.state import OverlayState
-from realtime.publish import BrokerUnreachableError
+from realtime.consumers.overlay import Overlay, OverlayError, OverlayOptions, parse_listen_address
+from realtime.consumers.overlay.state import OverlayState
+from realtime.outputs.mqtt.publisher import BrokerUnreachableError
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -186,7 +186,7 @@ def test_cli_user_errors() -> None:
         (["--mqtt", "mqtt://127.0.0.1:1", "--port", "70000"], "70000"),
     ):
         result = subprocess.run(
-            [sys.executable, "-m", "realtime.overlay", *args],
+            [sys.executable, "-m", "realtime.consumers.overlay", *args],
             check=False,
             capture_output=True,
             text=True,
@@ -217,11 +217,11 @@ def _has_interim(snapshot: dict, stream_id: str) -> bool:
 
 @needs_chromium
 def test_standalone_page_in_chromium(mosquitto: Mosquitto, tmp_path: Path) -> None:
-    """`python -m realtime.overlay` follows the broker; Chromium renders labels, lines and the interim."""
+    """`python -m realtime.consumers.overlay` follows the broker; Chromium renders labels, lines and the interim."""
     stream_id = f"ov-{uuid.uuid4().hex[:8]}"
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "realtime.overlay", "--mqtt", mosquitto.url, "--port", str(port)],
+        [sys.executable, "-m", "realtime.consumers.overlay", "--mqtt", mosquitto.url, "--port", str(port)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

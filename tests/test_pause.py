@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from realtime.pause import find_pause
+from realtime.speech.pause import find_pause
 
 FRAME = 512
 THRESHOLD = 0.5

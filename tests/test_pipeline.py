@@ -18,7 +18,7 @@ from conftest import SpeechAudio
 
 from realtime.frames import SAMPLE_RATE_HZ, AudioChunk, SpeechSegment, Transcript, VideoFrame
 from realtime.messages import EmotionResult
-from realtime.pipeline import Pipeline, PipelineOptions
+from realtime.session.pipeline import Pipeline, PipelineOptions
 
 CHUNK = 512
 
@@ -274,8 +274,8 @@ def test_real_vad_and_whisper_frames_in_events_out(espeak_wav: SpeechAudio) -> N
     """Chunks of known speech in; one event per sentence out, at the sentence's time, with its words."""
     import jiwer
 
-    from realtime.transcribe import AsrOptions, Transcriber
-    from realtime.vad import VadOptions, VadSegmenter
+    from realtime.speech.vad import VadOptions, VadSegmenter
+    from realtime.speech.whisper import AsrOptions, Transcriber
 
     samples = espeak_wav.samples
     items = [AudioChunk(samples[i : i + CHUNK], i / SAMPLE_RATE_HZ) for i in range(0, len(samples), CHUNK)]
@@ -319,14 +319,14 @@ class AlternatingSpeakers:
         self.embedded: list[int] = []
 
     def embed(self, samples: np.ndarray):
-        from realtime.speakers import Voice
+        from realtime.speakers.attributor import Voice
 
         self.threads.add(threading.current_thread().name)
         self.embedded.append(int(samples[0]))
         return Voice(np.ones(4), len(samples) / 16_000, embed_ms=3.0)
 
     def assign(self, voice):
-        from realtime.speakers import SpeakerTurn
+        from realtime.speakers.attributor import SpeakerTurn
 
         self.threads.add(threading.current_thread().name)
         self.calls += 1
@@ -448,7 +448,7 @@ class InterimSinkStub:
 def test_another_streams_final_work_holds_interim_results_back() -> None:
     """Streams share `FinalWork`: while another stream's final result is in flight, this stream's
     interim results are skipped (counted), so previews never delay anybody's finals."""
-    from realtime.pipeline import FinalWork
+    from realtime.session.pipeline import FinalWork
 
     def run(others_running: int) -> tuple[int, int]:
         shared, sink = FinalWork(), InterimSinkStub()

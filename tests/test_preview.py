@@ -18,10 +18,10 @@ import pytest
 from conftest import TalkingClip
 from mosquitto import Mosquitto
 
-import realtime.preview as preview_module
+import realtime.outputs.preview as preview_module
 from realtime.frames import SAMPLE_RATE_HZ, AudioChunk, VideoFrame
 from realtime.messages import EmotionResult
-from realtime.preview import Preview, PreviewError, PreviewOptions
+from realtime.outputs.preview import Preview, PreviewError, PreviewOptions
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINT = REPO / "models" / "m2fnet-meld-causal"

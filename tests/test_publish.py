@@ -17,9 +17,9 @@ import aiomqtt
 import pytest
 from mosquitto import Mosquitto, free_port
 
-from realtime.broker import EmbeddedBroker
 from realtime.messages import EmotionResult
-from realtime.publish import (
+from realtime.outputs.mqtt.broker import EmbeddedBroker
+from realtime.outputs.mqtt.publisher import (
     BrokerUnreachableError,
     MqttOptions,
     MqttPublisher,
@@ -187,7 +187,7 @@ def publisher_process(broker_url: str, options: str, streams: str, node_id: str 
     script = textwrap.dedent(
         f"""
         import asyncio
-        from realtime.publish import MqttOptions, MqttPublisher, parse_mqtt_url
+        from realtime.outputs.mqtt.publisher import MqttOptions, MqttPublisher, parse_mqtt_url
         async def main():
             publisher = MqttPublisher(parse_mqtt_url({broker_url!r}), {options}{node})
             {streams}
@@ -314,7 +314,7 @@ def test_embedded_broker_round_trip() -> None:
 
 
 def test_retained_state_waiting_is_replaced_not_queued() -> None:
-    from realtime.publish import Outbox, PublisherMetrics, _Message
+    from realtime.outputs.mqtt.publisher import Outbox, PublisherMetrics, _Message
 
     async def scenario() -> Outbox:
         outbox = Outbox(max_messages=10, metrics=PublisherMetrics())

@@ -18,10 +18,8 @@ import pytest
 import yaml
 
 from realtime.affect import valence_arousal
-from realtime.messages import EmotionResult
-from realtime.publish import BrokerAddress, MqttPublisher
-from realtime.ros2.__main__ import bridge, subscriptions
-from realtime.ros2.messages import (
+from realtime.consumers.ros2.__main__ import bridge, subscriptions
+from realtime.consumers.ros2.messages import (
     live_speech,
     result_expression,
     ros_name,
@@ -29,7 +27,9 @@ from realtime.ros2.messages import (
     translate,
     voice_id,
 )
-from realtime.speaker_state import SpeakerStateSink
+from realtime.messages import EmotionResult
+from realtime.outputs.mqtt.publisher import BrokerAddress, MqttPublisher
+from realtime.outputs.speaker_state import SpeakerStateSink
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = REPO / "configs" / "ros2" / "mqtt_client.params.yaml"
@@ -253,7 +253,7 @@ def test_bridge_turns_broker_messages_into_ros_messages(mosquitto):
 @pytest.mark.skipif(importlib.util.find_spec("rclpy") is not None, reason="rclpy is installed here")
 def test_without_rclpy_the_node_says_so_in_one_line():
     done = subprocess.run(
-        [sys.executable, "-m", "realtime.ros2", "--broker", "mqtt://127.0.0.1:1"],
+        [sys.executable, "-m", "realtime.consumers.ros2", "--broker", "mqtt://127.0.0.1:1"],
         check=False,
         cwd=REPO,
         capture_output=True,
@@ -272,7 +272,7 @@ def test_rclpy_publishing():
         pytest.skip(RCLPY_REASON)
     import rclpy
 
-    from realtime.ros2.__main__ import ros_publisher
+    from realtime.consumers.ros2.__main__ import ros_publisher
 
     rclpy.init()
     node = rclpy.create_node("m2fnet_voices_test")

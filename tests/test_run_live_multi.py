@@ -32,8 +32,8 @@ from test_run_live_e2e import (
     run_live_args,
 )
 
-from realtime.capture import CaptureOptions
-from realtime.stream_specs import load_stream_specs
+from realtime.runtime.stream_specs import load_stream_specs
+from realtime.sources.open import CaptureOptions
 
 
 async def run_with_prefix(broker: Mosquitto, prefix: str, args: list[str]) -> Run:
@@ -125,7 +125,7 @@ def test_bad_streams_file_is_one_line(tmp_path: Path, talking_clip: TalkingClip)
 
 
 def test_streams_file_gives_each_stream_its_overrides(tmp_path: Path) -> None:
-    from realtime.config import ConfigError, LiveConfig
+    from realtime.runtime.config import ConfigError, LiveConfig
 
     streams = tmp_path / "streams.yaml"
     streams.write_text(

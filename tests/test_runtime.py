@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 from test_pipeline import CHUNK, EveryNChunks, ListSource, RecordingSession, make_input
 
-from realtime.capture import MediaError
-from realtime.config import LiveConfig
 from realtime.frames import SAMPLE_RATE_HZ, AudioChunk, Transcript
-from realtime.publish import MqttSettingError
-from realtime.runtime import Models, Runtime
+from realtime.outputs.mqtt.publisher import MqttSettingError
+from realtime.runtime.config import LiveConfig
+from realtime.runtime.runtime import Models, Runtime
+from realtime.sources.open import MediaError
 
 STREAM_BASE = 1000
 """Sample value of chunk i of stream s: s * STREAM_BASE + i."""
@@ -54,7 +54,7 @@ class FailingSource(ListSource):
 
 
 class ReconnectingSource(ListSource):
-    """Reports a lost and regained connection halfway, as `realtime.network.NetworkSource` does."""
+    """Reports a lost and regained connection halfway, as `realtime.sources.network.NetworkSource` does."""
 
     def __init__(self, items: list[AudioChunk]) -> None:
         super().__init__(items)

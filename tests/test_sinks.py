@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import threading
 
-from realtime.sinks import LineWriter
+from realtime.outputs.sinks import LineWriter
 
 
 class BlockingStream(io.StringIO):

@@ -16,7 +16,7 @@ from mosquitto import Mosquitto
 from test_run_live_e2e import child_env, needs_checkpoint, run_live_args
 
 from realtime.messages import EmotionResult
-from realtime.speaker_state import SpeakerStateSink
+from realtime.outputs.speaker_state import SpeakerStateSink
 
 
 class Retained:

@@ -12,7 +12,7 @@ from conftest import write_wav
 from conversations import VOICES, attribute_conversation, best_mapping_accuracy, make_conversation, speak
 
 from engines.speaker_encoder import load_voice_encoder
-from realtime.speakers import (
+from realtime.speakers.attributor import (
     EnrolmentError,
     SpeakerAttributor,
     SpeakerOptions,

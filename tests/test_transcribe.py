@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from realtime.frames import SAMPLE_RATE_HZ
-from realtime.transcribe import AsrModelError, AsrOptions, Transcriber, resolve_model_dir, silence_reason
+from realtime.speech.whisper import AsrModelError, AsrOptions, Transcriber, resolve_model_dir, silence_reason
 
 NORMALISE = jiwer.Compose(
     [

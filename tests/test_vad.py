@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from realtime.frames import SAMPLE_RATE_HZ, AudioChunk, SpeechSegment, VideoFrame
-from realtime.vad import VadOptions, VadSegmenter, default_model_path
+from realtime.speech.vad import VadOptions, VadSegmenter, default_model_path
 
 PAD_S = VadOptions().speech_pad_ms / 1000
 TINY_RGB = np.zeros((2, 2, 3), np.uint8)
@@ -160,7 +160,7 @@ def test_demo_clip_segments_match_its_ground_truth():
     import asyncio
     import json
 
-    from realtime.capture import DEMO_CLIP_PATH, CaptureOptions, FileSource
+    from realtime.sources.open import DEMO_CLIP_PATH, CaptureOptions, FileSource
 
     truth = json.loads(DEMO_CLIP_PATH.with_suffix(".json").read_text())["utterances"]
     segmenter = VadSegmenter()

@@ -10,7 +10,7 @@ from espeak_words import MONOLOGUE, SpokenWords, speak_words
 from test_vad import feed
 
 from realtime.frames import SAMPLE_RATE_HZ, SpeechSegment
-from realtime.vad import FRAME_SAMPLES, VadOptions, VadSegmenter
+from realtime.speech.vad import FRAME_SAMPLES, VadOptions, VadSegmenter
 
 MAX_UTTERANCE_S = 7.0
 PAUSE_SAMPLES = SAMPLE_RATE_HZ // 10

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from realtime.voice_batch import VoiceBatch, timed_voices
+from realtime.speakers.voice_batch import VoiceBatch, timed_voices
 
 
 class CountingEncoder:

@@ -1,0 +1,1 @@
+"""Consumers of the published results: the overlay page, Home Assistant discovery, ROS 2."""

@@ -1,0 +1,1 @@
+"""Outputs: where results go (console, JSON lines, MQTT, the preview video)."""

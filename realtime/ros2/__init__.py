@@ -1,1 +1,0 @@
-"""ROS 2 output: the results as ROS4HRI voice topics (`python -m realtime.ros2`, docs/ros2.md)."""

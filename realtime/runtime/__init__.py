@@ -1,0 +1,1 @@
+"""Runtime: configuration, the process environment, and many streams sharing one set of models."""

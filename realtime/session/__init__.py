@@ -1,0 +1,1 @@
+"""Session: one stream's live loop from frames to emotion results, final and interim."""

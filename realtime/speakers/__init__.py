@@ -1,0 +1,1 @@
+"""Speakers: who said each utterance, from voice embeddings."""

@@ -1,0 +1,1 @@
+"""Speech: voice activity, utterance boundaries and Whisper transcription."""
