@@ -30,7 +30,7 @@ from realtime.runtime import env as runtime_env
 runtime_env.apply()
 
 from realtime.frames import AudioChunk, VideoFrame
-from realtime.session.pipeline import MediaSource
+from realtime.sources.feed import Source
 from realtime.sources.open import DEMO_CLIP_PATH
 
 WARM_UP_MIN = 5
@@ -40,7 +40,7 @@ STREAM_ID = "soak"
 class LoopingSource:
     """Plays a source again and again until `stop_after_s`, stream time running on across the loops."""
 
-    def __init__(self, source: MediaSource, stop_after_s: float) -> None:
+    def __init__(self, source: Source, stop_after_s: float) -> None:
         self._source = source
         self._stop_after_s = stop_after_s
         self.has_audio = source.has_audio

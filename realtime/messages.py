@@ -14,6 +14,12 @@ from realtime.affect import valence_arousal
 
 SCHEMA_VERSION = 2
 
+# Status words of a stream (retained on `P/S/status` and `P/S/available`) and of a node.
+ONLINE = "online"
+OFFLINE = "offline"
+SOURCE_LOST = "source_lost"
+"""A network source is reconnecting; `online` again once frames flow."""
+
 
 def utc_now_iso() -> str:
     """Wall-clock time as ISO 8601 with an explicit UTC offset and millisecond precision."""

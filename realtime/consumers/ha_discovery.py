@@ -24,9 +24,8 @@ from typing import Any
 
 import aiomqtt
 
+from realtime.messages import OFFLINE, ONLINE
 from realtime.outputs.mqtt.publisher import (
-    OFFLINE,
-    ONLINE,
     BrokerAddress,
     BrokerUnreachableError,
     MqttOptions,

@@ -27,7 +27,7 @@ import numpy as np
 
 from realtime.frames import SAMPLE_RATE_HZ, AudioChunk, VideoFrame
 from realtime.messages import EmotionResult
-from realtime.session.pipeline import MediaSource
+from realtime.sources.feed import Source
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class Preview:
         if shutil.which("ffmpeg") is None:
             raise PreviewError(f"--preview {self._path}: ffmpeg is not installed (apt-get install ffmpeg)")
 
-    def tap(self, source: MediaSource) -> MediaSource:
+    def tap(self, source: Source) -> Source:
         """`source`, with every frame and (for a file) audio chunk also handed to the preview."""
         return _Tap(source, self)
 
@@ -184,9 +184,24 @@ class Preview:
 
 
 class _Tap:
-    def __init__(self, source: MediaSource, preview: Preview) -> None:
+    def __init__(self, source: Source, preview: Preview) -> None:
         self._source = source
         self._preview = preview
+
+    @property
+    def name(self) -> str:
+        return self._source.name
+
+    @property
+    def has_audio(self) -> bool:
+        return self._source.has_audio
+
+    @property
+    def has_video(self) -> bool:
+        return self._source.has_video
+
+    def close(self) -> None:
+        """The tapped source is closed by whoever opened it."""
 
     async def stream(self) -> AsyncIterator[AudioChunk | VideoFrame]:
         async for item in self._source.stream():

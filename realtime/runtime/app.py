@@ -22,7 +22,7 @@ from engines.stream import checkpoint_path
 from realtime.outputs.preview import Preview
 from realtime.runtime.config import LiveConfig
 from realtime.runtime.runtime import Runtime, StreamReport, utterance_input
-from realtime.session.pipeline import MediaSource
+from realtime.sources.feed import Source
 from realtime.sources.open import open_source
 from realtime.speakers.attributor import check_enrolment
 
@@ -69,7 +69,7 @@ async def serve(
     """
     checkpoint_path(config.checkpoint_dir)
     check_enrolment(config.speakers.enrol)
-    sources: list[MediaSource] = []
+    sources: list[Source] = []
     try:
         for spec in specs:
             quiet = _is_device(spec.source) and not logger.isEnabledFor(logging.DEBUG)

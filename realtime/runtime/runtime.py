@@ -39,7 +39,8 @@ from realtime.outputs.preview import Preview
 from realtime.outputs.sinks import ConsoleSink, JsonlSink, LineWriter
 from realtime.outputs.speaker_state import SpeakerStateSink
 from realtime.runtime.config import LiveConfig
-from realtime.session.pipeline import EmotionSession, FinalWork, MediaSource, Pipeline, ResultSink, Segmenter
+from realtime.session.pipeline import EmotionSession, FinalWork, Pipeline, ResultSink, Segmenter
+from realtime.sources.feed import Source
 from realtime.sources.open import DeviceError, MediaError, open_source
 from realtime.speakers.attributor import Embedder, SpeakerAttributor, enrol
 from realtime.speakers.voice_batch import VoiceBatch, timed_voices
@@ -82,7 +83,7 @@ class StreamReport:
 @dataclass(slots=True)
 class _Stream:
     stream_id: str
-    source: MediaSource
+    source: Source
     channel: StreamChannel
     pipeline: Pipeline
     stats: StreamStats
@@ -222,7 +223,7 @@ class Runtime:
 
     async def add_stream(
         self,
-        source: str | MediaSource,
+        source: str | Source,
         stream_id: str,
         config: LiveConfig | None = None,
         preview: Preview | None = None,

@@ -31,15 +31,12 @@ from realtime.frames import AudioChunk, SpeechSegment, Transcript, VideoFrame
 from realtime.messages import EmotionResult, StageTimings
 from realtime.metrics import PipelineMetrics
 from realtime.session.interim import InterimResults, InterimSink
+from realtime.sources.feed import Source
 from realtime.speakers.voice_batch import VoiceBatch
 
 logger = logging.getLogger(__name__)
 
 _SPOKEN = re.compile(r"\w")
-
-
-class MediaSource(Protocol):
-    def stream(self) -> AsyncIterator[AudioChunk | VideoFrame]: ...
 
 
 class Segmenter(Protocol):
@@ -121,7 +118,7 @@ class Pipeline:
         *,
         stream_id: str,
         model_id: str,
-        source: MediaSource,
+        source: Source,
         segmenter: Segmenter,
         transcriber: SpeechRecognizer,
         session: EmotionSession,

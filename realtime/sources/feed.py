@@ -59,7 +59,11 @@ class CaptureOptions:
 
 
 class Source(Protocol):
-    """What the pipeline consumes: a named, already opened source of audio chunks and video frames."""
+    """What the pipeline consumes: a named, already opened source of audio chunks and video frames.
+
+    A source that can lose its connection (`realtime.sources.network`) also has an `on_status`
+    attribute: a callback, set by the runtime, that hears `source_lost` and `online`.
+    """
 
     name: str
 

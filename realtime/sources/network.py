@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from engines.errors import MediaError
 from realtime.frames import AudioChunk, VideoFrame
-from realtime.outputs.mqtt.publisher import ONLINE, SOURCE_LOST
+from realtime.messages import ONLINE, SOURCE_LOST
 from realtime.sources.feed import CaptureOptions
 from realtime.sources.file import FileSource
 

@@ -28,15 +28,11 @@ from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
-from realtime.messages import EmotionResult
+from realtime.messages import OFFLINE, ONLINE, EmotionResult
 from realtime.metrics import LatencyStats
 from realtime.outputs.mqtt.tls import describe_connect_error, tls_context
 
 logger = logging.getLogger(__name__)
-
-ONLINE = "online"
-OFFLINE = "offline"
-SOURCE_LOST = "source_lost"
 
 
 class MqttSettingError(ValueError):
