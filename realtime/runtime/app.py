@@ -11,43 +11,22 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TextIO
 
 from engines.stream import checkpoint_path
 from realtime.outputs.preview import Preview
 from realtime.runtime.config import LiveConfig
 from realtime.runtime.runtime import Runtime, StreamReport, utterance_input
+from realtime.runtime.stream_specs import StreamSpec, default_stream_id
 from realtime.sources.feed import Source
 from realtime.sources.open import open_source
 from realtime.speakers.attributor import check_enrolment
 
 logger = logging.getLogger(__name__)
 
-_TOPIC_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-
-__all__ = ["StreamReport", "StreamSpec", "default_stream_id", "run_stream", "serve", "utterance_input"]
-
-
-@dataclass(slots=True)
-class StreamSpec:
-    """One stream to serve: where it comes from, its id, and its options (capture, VAD, pipeline)."""
-
-    source: str
-    stream_id: str
-    config: LiveConfig
-
-
-def default_stream_id(source: str) -> str:
-    """`demo`, `mic`, `webcam0`, `live`, or a media file's stem, made safe for an MQTT topic level."""
-    if "://" in source:
-        source = source.split("://", 1)[1].split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-    name = Path(source).stem if Path(source).suffix else source
-    return _TOPIC_UNSAFE.sub("-", name.replace(":", "")).strip("-") or "stream"
+__all__ = ["StreamReport", "run_stream", "serve", "utterance_input"]
 
 
 async def serve(

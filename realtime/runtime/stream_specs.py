@@ -13,17 +13,37 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from engines.yaml_config import build_dataclass
-from realtime.runtime.app import StreamSpec, default_stream_id
 from realtime.runtime.config import ConfigError, LiveConfig, check_ranges
 
 PER_STREAM_SECTIONS = ("capture", "vad", "pipeline")
 """Config sections a stream may override; models, MQTT and batching belong to the process."""
+
+_TOPIC_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+@dataclass(slots=True)
+class StreamSpec:
+    """One stream to serve: where it comes from, its id, and its options (capture, VAD, pipeline)."""
+
+    source: str
+    stream_id: str
+    config: LiveConfig
+
+
+def default_stream_id(source: str) -> str:
+    """`demo`, `mic`, `webcam0`, `live`, or a media file's stem, made safe for an MQTT topic level."""
+    if "://" in source:
+        source = source.split("://", 1)[1].split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    name = Path(source).stem if Path(source).suffix else source
+    return _TOPIC_UNSAFE.sub("-", name.replace(":", "")).strip("-") or "stream"
 
 
 def specs_from_flags(
