@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     from engines.errors import CheckpointError
     from realtime.consumers.launch import Consumers
     from realtime.consumers.overlay import OverlayError
-    from realtime.outputs.mqtt.publisher import BrokerUnreachableError, MqttSettingError
+    from realtime.outputs.mqtt import topics
+    from realtime.outputs.mqtt.address import BrokerUnreachableError, MqttSettingError
     from realtime.outputs.mqtt.tls import TlsSettingError
     from realtime.outputs.preview import Preview, PreviewError, PreviewOptions
     from realtime.runtime.app import serve
@@ -157,14 +158,15 @@ def main(argv: list[str] | None = None) -> int:
                 prefix = config.mqtt.topic_prefix
                 if len(stream_ids) == 1:
                     line = (
-                        f"MQTT {url}  topics {prefix}/{stream_ids[0]}/utterance, /available, /state, "
-                        "/speakers/+/state"
+                        f"MQTT {url}  topics {topics.stream_topic(prefix, stream_ids[0], 'utterance')}, "
+                        "/available, /state, /speakers/+/state"
                     )
                 else:
-                    node = config.mqtt.node_id or "node"
+                    node = topics.node_id(config.mqtt.node_id, stream_ids)
                     line = (
-                        f"MQTT {url}  topics {prefix}/<stream>/utterance, /available, /status, /state, "
-                        f"/speakers/+/state for streams {', '.join(stream_ids)}; process {prefix}/{node}/available"
+                        f"MQTT {url}  topics {topics.stream_topic(prefix, '<stream>', 'utterance')}, /available, "
+                        f"/status, /state, /speakers/+/state for streams {', '.join(stream_ids)}; "
+                        f"process {topics.stream_topic(prefix, node, 'available')}"
                     )
                 print(line, file=console, flush=True)
                 if consumers.overlay is not None:

@@ -34,7 +34,7 @@ import numpy as np
 from conftest import SPEECH_RATE_HZ, write_wav
 from conversations import VOICES, speak
 
-from realtime.outputs.mqtt.publisher import parse_mqtt_url
+from realtime.outputs.mqtt.address import parse_mqtt_url
 from realtime.runtime.app import run_stream
 from realtime.runtime.config import LiveConfig
 

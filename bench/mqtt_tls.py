@@ -25,7 +25,8 @@ import aiomqtt
 from mosquitto import Mosquitto, ServerTls
 from tls_certs import make_certs
 
-from realtime.outputs.mqtt.publisher import MqttOptions, parse_mqtt_url
+from realtime.outputs.mqtt.address import parse_mqtt_url
+from realtime.outputs.mqtt.publisher import MqttOptions
 from realtime.outputs.mqtt.tls import tls_context
 
 USER, PASSWORD = "bench", "bench"

@@ -92,7 +92,7 @@ HEADER = " min   rss_MiB   fds threads results   acked  pub_p50  pub_p95  ack_p9
 async def soak(args: argparse.Namespace) -> dict:
     import aiomqtt
 
-    from realtime.outputs.mqtt.publisher import parse_mqtt_url
+    from realtime.outputs.mqtt.address import parse_mqtt_url
     from realtime.runtime.config import load_live_config
     from realtime.runtime.runtime import Runtime
     from realtime.sources.file import FileSource

@@ -22,7 +22,8 @@ from test_run_live_e2e import (
     run_with_subscriber,
 )
 
-from realtime.outputs.mqtt.publisher import MqttOptions, MqttPublisher, parse_mqtt_url
+from realtime.outputs.mqtt.address import parse_mqtt_url
+from realtime.outputs.mqtt.publisher import MqttOptions, MqttPublisher
 
 
 @needs_checkpoint

@@ -21,7 +21,7 @@ from realtime.consumers.ha_discovery import (
     remove,
     sensor_config,
 )
-from realtime.outputs.mqtt.publisher import parse_mqtt_url
+from realtime.outputs.mqtt.address import parse_mqtt_url
 
 REPO = Path(__file__).resolve().parents[1]
 

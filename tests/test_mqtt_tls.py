@@ -19,7 +19,8 @@ from tls_certs import CertFiles, make_certs
 from realtime.consumers.ha_discovery import HaDiscoveryOptions, announce_once, config_topic
 from realtime.consumers.overlay import Overlay, OverlayOptions
 from realtime.messages import EmotionResult
-from realtime.outputs.mqtt.publisher import BrokerUnreachableError, MqttOptions, MqttPublisher, parse_mqtt_url
+from realtime.outputs.mqtt.address import BrokerUnreachableError, parse_mqtt_url
+from realtime.outputs.mqtt.publisher import MqttOptions, MqttPublisher
 from realtime.outputs.mqtt.tls import TlsSettingError, tls_context
 from realtime.runtime.config import load_live_config
 

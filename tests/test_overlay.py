@@ -21,7 +21,7 @@ from mosquitto import Mosquitto, free_port
 
 from realtime.consumers.overlay import Overlay, OverlayError, OverlayOptions, parse_listen_address
 from realtime.consumers.overlay.state import OverlayState
-from realtime.outputs.mqtt.publisher import BrokerUnreachableError
+from realtime.outputs.mqtt.address import BrokerUnreachableError
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -18,14 +18,9 @@ import pytest
 from mosquitto import Mosquitto, free_port
 
 from realtime.messages import EmotionResult
+from realtime.outputs.mqtt.address import BrokerUnreachableError, MqttSettingError, parse_mqtt_url
 from realtime.outputs.mqtt.broker import EmbeddedBroker
-from realtime.outputs.mqtt.publisher import (
-    BrokerUnreachableError,
-    MqttOptions,
-    MqttPublisher,
-    MqttSettingError,
-    parse_mqtt_url,
-)
+from realtime.outputs.mqtt.publisher import MqttOptions, MqttPublisher
 
 
 def result(stream_id: str, utterance_id: int) -> EmotionResult:
@@ -187,7 +182,8 @@ def publisher_process(broker_url: str, options: str, streams: str, node_id: str 
     script = textwrap.dedent(
         f"""
         import asyncio
-        from realtime.outputs.mqtt.publisher import MqttOptions, MqttPublisher, parse_mqtt_url
+        from realtime.outputs.mqtt.address import parse_mqtt_url
+        from realtime.outputs.mqtt.publisher import MqttOptions, MqttPublisher
         async def main():
             publisher = MqttPublisher(parse_mqtt_url({broker_url!r}), {options}{node})
             {streams}

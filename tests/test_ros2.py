@@ -28,7 +28,8 @@ from realtime.consumers.ros2.messages import (
     voice_id,
 )
 from realtime.messages import EmotionResult
-from realtime.outputs.mqtt.publisher import BrokerAddress, MqttPublisher
+from realtime.outputs.mqtt.address import BrokerAddress
+from realtime.outputs.mqtt.publisher import MqttPublisher
 from realtime.outputs.speaker_state import SpeakerStateSink
 
 REPO = Path(__file__).resolve().parents[1]

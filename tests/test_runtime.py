@@ -21,7 +21,7 @@ import pytest
 from test_pipeline import CHUNK, EveryNChunks, ListSource, RecordingSession, make_input
 
 from realtime.frames import SAMPLE_RATE_HZ, AudioChunk, Transcript
-from realtime.outputs.mqtt.publisher import MqttSettingError
+from realtime.outputs.mqtt.address import MqttSettingError
 from realtime.runtime.config import LiveConfig
 from realtime.runtime.runtime import Models, Runtime
 from realtime.sources.open import MediaError

@@ -49,7 +49,9 @@ def test_prompt_form_asks_how_the_speaker_feels_and_pools_at_the_mask():
     # [CLS] "S1: Hi." [SEP] "S2: No way!" "now S2 feels" [MASK] [SEP]
     assert sequence == [0, 13, 13, 1, 13, 12, 14, 13, 12, 15, 9, 1]
     assert (start, end) == (10, 11) and sequence[start] == 9
-    nameless = TextEncoderConfig(past_utterances=0, future_utterances=0, speaker_names=False, prompt_form=True)
+    nameless = TextEncoderConfig(
+        past_utterances=0, future_utterances=0, speaker_names=False, prompt_form=True
+    )
     assert build_input(Words(), ["Hi."], ["S1"], 0, nameless)[0] == [0, 13, 13, 13, 17, 15, 9, 1]
 
 

@@ -11,7 +11,9 @@ from media_fixtures import have_espeak, make_audio_cue_set
 
 from engines.voice_emotion import load_voice_head
 
-pytestmark = pytest.mark.skipif(not have_espeak(), reason="espeak-ng not installed (apt-get install espeak-ng)")
+pytestmark = pytest.mark.skipif(
+    not have_espeak(), reason="espeak-ng not installed (apt-get install espeak-ng)"
+)
 
 
 def test_the_head_learns_the_voice_cue_on_unseen_voices(tmp_path) -> None:

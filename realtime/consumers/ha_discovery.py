@@ -25,15 +25,16 @@ from typing import Any
 import aiomqtt
 
 from realtime.messages import OFFLINE, ONLINE
-from realtime.outputs.mqtt.publisher import (
+from realtime.outputs.mqtt import topics
+from realtime.outputs.mqtt.address import (
     BrokerAddress,
     BrokerUnreachableError,
-    MqttOptions,
     MqttSettingError,
-    check_topic_levels,
     parse_mqtt_url,
 )
+from realtime.outputs.mqtt.publisher import MqttOptions
 from realtime.outputs.mqtt.tls import TlsSettingError, describe_connect_error, tls_context
+from realtime.outputs.mqtt.topics import check_topic_levels
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class HaDiscoveryOptions:
 
     discovery_prefix: str = "homeassistant"
     """Home Assistant's discovery prefix (its MQTT integration's default is `homeassistant`)."""
-    topic_prefix: str = "m2fnet"
+    topic_prefix: str = topics.DEFAULT_PREFIX
     """First topic level of the results (as `MqttOptions.topic_prefix`)."""
     max_speakers: int = 32
     """Speaker sensors announced per stream; later new speakers are not announced (counted, logged)."""
@@ -70,7 +71,7 @@ def config_topic(options: HaDiscoveryOptions, stream_id: str, speaker: str | Non
 def sensor_config(options: HaDiscoveryOptions, stream_id: str, speaker: str | None = None) -> dict[str, Any]:
     """The discovery payload of the stream's sensor, or of one speaker's (state kept between their turns)."""
     node = node_id(options, stream_id)
-    results = f"{options.topic_prefix}/{stream_id}/utterance"
+    results = topics.stream_topic(options.topic_prefix, stream_id, "utterance")
     version = _version()
     if speaker is None:
         name, unique_id, state = "Emotion", f"{node}_emotion", "{{ value_json.emotion }}"
@@ -89,7 +90,7 @@ def sensor_config(options: HaDiscoveryOptions, stream_id: str, speaker: str | No
             "{{ {'text': value_json.text, 'speaker': value_json.speaker, "
             "'confidence': value_json.scores[value_json.emotion]} | tojson }}"
         ),
-        "availability_topic": f"{options.topic_prefix}/{stream_id}/available",
+        "availability_topic": topics.stream_topic(options.topic_prefix, stream_id, "available"),
         "payload_available": ONLINE,
         "payload_not_available": OFFLINE,
         "icon": "mdi:emoticon-outline",
@@ -149,7 +150,7 @@ class HaAnnouncer:
 
     async def run(self, connected: asyncio.Future[None]) -> None:
         """Announce, then follow results for new speakers and `H/status` for restarts, until cancelled."""
-        results = f"{self.options.topic_prefix}/{self.stream_id}/utterance"
+        results = topics.stream_topic(self.options.topic_prefix, self.stream_id, "utterance")
         status = f"{self.options.discovery_prefix}/status"
         failures = 0
         while True:
@@ -251,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mqtt-ca", metavar="FILE", help="CA of an mqtts:// broker (default: system store)")
     parser.add_argument("--stream-id", required=True)
     parser.add_argument("--discovery-prefix", default="homeassistant")
-    parser.add_argument("--topic-prefix", default="m2fnet")
+    parser.add_argument("--topic-prefix", default=topics.DEFAULT_PREFIX)
     parser.add_argument(
         "--remove", action="store_true", help="clear the stream's configs instead of publishing"
     )
@@ -263,8 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         address = parse_mqtt_url(args.mqtt)
         tls = tls_context(address.tls, MqttOptions(ca_file=args.mqtt_ca))
         if args.remove:
-            topics = asyncio.run(remove(address, options, args.stream_id, tls=tls))
-            print(f"removed {len(topics)} config(s): {' '.join(topics)}")
+            removed = asyncio.run(remove(address, options, args.stream_id, tls=tls))
+            print(f"removed {len(removed)} config(s): {' '.join(removed)}")
         else:
             print(f"published {asyncio.run(announce_once(address, options, args.stream_id, tls))}")
     except (MqttSettingError, TlsSettingError, BrokerUnreachableError) as exc:

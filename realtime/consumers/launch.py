@@ -16,13 +16,10 @@ from typing import Self
 
 from realtime.consumers.ha_discovery import HaAnnouncer, HaDiscoveryOptions
 from realtime.consumers.overlay import Overlay, OverlayOptions, parse_listen_address
-from realtime.outputs.mqtt.publisher import (
-    BrokerUnreachableError,
-    MqttOptions,
-    check_topic_levels,
-    parse_mqtt_url,
-)
+from realtime.outputs.mqtt.address import BrokerUnreachableError, parse_mqtt_url
+from realtime.outputs.mqtt.publisher import MqttOptions
 from realtime.outputs.mqtt.tls import tls_context
+from realtime.outputs.mqtt.topics import check_topic_levels
 
 logger = logging.getLogger(__name__)
 

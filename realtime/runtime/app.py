@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import TextIO
 
 from engines.stream import checkpoint_path
+from realtime.outputs.mqtt import topics
 from realtime.outputs.preview import Preview
 from realtime.runtime.config import LiveConfig
 from realtime.runtime.runtime import Runtime, StreamReport, utterance_input
@@ -54,7 +55,7 @@ async def serve(
             quiet = _is_device(spec.source) and not logger.isEnabledFor(logging.DEBUG)
             with _native_stderr_silenced(enabled=quiet):
                 sources.append(await asyncio.to_thread(open_source, spec.source, spec.config.capture))
-        node = config.mqtt.node_id or (specs[0].stream_id if len(specs) == 1 else "node")
+        node = topics.node_id(config.mqtt.node_id, [spec.stream_id for spec in specs])
         runtime = Runtime(config, console=console, jsonl=jsonl, label_console=len(specs) > 1, node_id=node)
         try:
             await runtime.start()

@@ -12,12 +12,8 @@ import signal
 import sys
 
 from realtime.consumers.overlay.server import Overlay, OverlayError, OverlayOptions
-from realtime.outputs.mqtt.publisher import (
-    BrokerUnreachableError,
-    MqttOptions,
-    MqttSettingError,
-    parse_mqtt_url,
-)
+from realtime.outputs.mqtt.address import BrokerUnreachableError, MqttSettingError, parse_mqtt_url
+from realtime.outputs.mqtt.publisher import MqttOptions
 from realtime.outputs.mqtt.tls import TlsSettingError, tls_context
 
 _DEFAULTS = OverlayOptions()

@@ -14,7 +14,9 @@ from typing import Self
 
 from realtime.consumers.overlay.state import OverlayState, sse_event
 from realtime.consumers.overlay.subscriber import follow
-from realtime.outputs.mqtt.publisher import check_topic_levels, parse_mqtt_url
+from realtime.outputs.mqtt import topics
+from realtime.outputs.mqtt.address import parse_mqtt_url
+from realtime.outputs.mqtt.topics import check_topic_levels
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ class OverlayOptions:
     """Interface to listen on; loopback unless the page is opened from another machine."""
     port: int = 8765
     """HTTP port; 0 picks a free one."""
-    topic_prefix: str = "m2fnet"
+    topic_prefix: str = topics.DEFAULT_PREFIX
     """First topic level of the results to show."""
     history_utterances: int = 200
     """Results kept per stream for the page's lines and timeline (oldest forgotten beyond)."""

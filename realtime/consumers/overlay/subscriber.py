@@ -10,7 +10,8 @@ import uuid
 import aiomqtt
 
 from realtime.consumers.overlay.state import KINDS, OverlayState
-from realtime.outputs.mqtt.publisher import BrokerAddress, BrokerUnreachableError
+from realtime.outputs.mqtt import topics
+from realtime.outputs.mqtt.address import BrokerAddress, BrokerUnreachableError
 from realtime.outputs.mqtt.tls import describe_connect_error
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,9 @@ async def follow(
                 tls_context=tls_context,
             ) as client:
                 for kind in KINDS:
-                    await client.subscribe(f"{prefix}/+/{kind}", qos=0 if kind == "interim" else 1)
+                    await client.subscribe(
+                        topics.stream_topic(prefix, "+", kind), qos=0 if kind == "interim" else 1
+                    )
                 if not connected.done():
                     connected.set_result(None)
                 else:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from realtime.consumers.ros2.messages import translate
+from realtime.outputs.mqtt import topics
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--broker", required=True, help="mqtt[s]://[user:pass@]host:port of the recognizer's broker"
     )
-    parser.add_argument("--topic-prefix", default="m2fnet", help="MQTT topic prefix (default: %(default)s)")
+    parser.add_argument(
+        "--topic-prefix", default=topics.DEFAULT_PREFIX, help="MQTT topic prefix (default: %(default)s)"
+    )
     parser.add_argument("--mqtt-ca", metavar="FILE", help="CA of an mqtts:// broker (default: system store)")
     parser.add_argument(
         "--smoothed",
@@ -51,11 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def subscriptions(topic_prefix: str, smoothed: bool) -> list[str]:
     """The MQTT topic filters the node needs."""
-    prefix = topic_prefix.rstrip("/")
-    topics = [f"{prefix}/+/utterance", f"{prefix}/+/interim"]
-    if smoothed:
-        topics.append(f"{prefix}/+/speakers/+/state")
-    return topics
+    kinds = ["utterance", "interim"] + (["speakers/+/state"] if smoothed else [])
+    return [topics.stream_topic(topic_prefix, "+", kind) for kind in kinds]
 
 
 async def bridge(
@@ -64,7 +64,8 @@ async def bridge(
     """Translate every message of the broker into `publish(ros_topic, kind, message)` until cancelled."""
     import aiomqtt
 
-    from realtime.outputs.mqtt.publisher import MqttOptions, parse_mqtt_url
+    from realtime.outputs.mqtt.address import parse_mqtt_url
+    from realtime.outputs.mqtt.publisher import MqttOptions
     from realtime.outputs.mqtt.tls import tls_context
 
     address = parse_mqtt_url(broker_url)
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     import aiomqtt
     import rclpy
 
-    from realtime.outputs.mqtt.publisher import MqttSettingError
+    from realtime.outputs.mqtt.address import MqttSettingError
     from realtime.outputs.mqtt.tls import TlsSettingError
 
     rclpy.init()

@@ -24,23 +24,17 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
 from realtime.messages import OFFLINE, ONLINE, EmotionResult
 from realtime.metrics import LatencyStats
+from realtime.outputs.mqtt import topics
+from realtime.outputs.mqtt.address import BrokerAddress, BrokerUnreachableError, MqttSettingError
 from realtime.outputs.mqtt.tls import describe_connect_error, tls_context
+from realtime.outputs.mqtt.topics import check_topic_levels
 
 logger = logging.getLogger(__name__)
-
-
-class MqttSettingError(ValueError):
-    """An MQTT URL, topic prefix or stream id that cannot be used; the message names it."""
-
-
-class BrokerUnreachableError(ConnectionError):
-    """The broker did not accept the first connection; the message names the URL."""
 
 
 @dataclass(slots=True)
@@ -55,7 +49,7 @@ class MqttOptions:
     """PEM client certificate for an `mqtts://` broker that asks for one (may also hold the key)."""
     key_file: str | None = None
     """PEM private key of `cert_file`, when it is not inside that file."""
-    topic_prefix: str = "m2fnet"
+    topic_prefix: str = topics.DEFAULT_PREFIX
     """First topic level of every message."""
     qos: int = 1
     """QoS of utterance and availability messages."""
@@ -79,44 +73,6 @@ class MqttOptions:
     node_id: str | None = None
     """This process in `<prefix>/<node_id>/available` (retained, last will `offline`); None: the stream
     id when the process serves one stream, else `node`."""
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerAddress:
-    host: str
-    port: int
-    username: str | None = None
-    password: str | None = None
-    tls: bool = False
-    """`mqtts://`: the connection is TLS (see realtime/outputs/mqtt/tls.py)."""
-
-    @property
-    def url(self) -> str:
-        """The URL without the password, for messages and logs."""
-        user = f"{self.username}@" if self.username else ""
-        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
-
-
-def parse_mqtt_url(url: str) -> BrokerAddress:
-    """Parse `mqtt://[user:pass@]host[:port]` (port defaults to 1883) or `mqtts://...` (TLS, 8883)."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise MqttSettingError(f"bad MQTT URL {url!r}: {exc}") from None
-    if parts.scheme not in ("mqtt", "mqtts"):
-        raise MqttSettingError(f"bad MQTT URL {url!r}: expected mqtt[s]://[user:pass@]host:port")
-    if not parts.hostname:
-        raise MqttSettingError(f"bad MQTT URL {url!r}: no host")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise MqttSettingError(f"bad MQTT URL {url!r}: unexpected path or query")
-    return BrokerAddress(
-        host=parts.hostname,
-        port=port if port is not None else (8883 if parts.scheme == "mqtts" else 1883),
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-        tls=parts.scheme == "mqtts",
-    )
 
 
 @dataclass(slots=True)
@@ -224,12 +180,6 @@ class Outbox:
         self._items.popleft()
 
 
-def check_topic_levels(value: str, what: str) -> None:
-    """Topic prefixes and stream ids may not be empty or hold MQTT wildcards."""
-    if not value or any(c in value for c in "#+\0") or value.startswith("/") or "//" in value:
-        raise MqttSettingError(f"bad MQTT {what} {value!r}: no wildcards (+ #), empty levels or NUL")
-
-
 class StreamChannel:
     """The topics of one stream on a shared `MqttPublisher`."""
 
@@ -240,9 +190,9 @@ class StreamChannel:
         if "/" in stream_id:
             raise MqttSettingError(f"bad MQTT stream id {stream_id!r}: it is one topic level, no '/'")
         self.stream_id = stream_id
-        self.utterance_topic = f"{prefix}/{stream_id}/utterance"
-        self.available_topic = f"{prefix}/{stream_id}/available"
-        self.status_topic = f"{prefix}/{stream_id}/status"
+        self.utterance_topic = topics.stream_topic(prefix, stream_id, "utterance")
+        self.available_topic = topics.stream_topic(prefix, stream_id, "available")
+        self.status_topic = topics.stream_topic(prefix, stream_id, "status")
         self.status = ONLINE
         self.delivery = DeliveryStats()
         self._publisher = publisher
@@ -310,7 +260,7 @@ class MqttPublisher:
         self.node_topic: str | None = None
         if node_id is not None:
             check_topic_levels(node_id, "node id")
-            self.node_topic = f"{self.options.topic_prefix.rstrip('/')}/{node_id}/available"
+            self.node_topic = topics.stream_topic(self.options.topic_prefix, node_id, "available")
         self.metrics = PublisherMetrics()
         self.outbox = Outbox(self.options.outbox_max_messages, self.metrics)
         self._streams: list[StreamChannel] = []
