@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     # aiomqtt logs socket errors at ERROR; the publisher reports each failure itself (one line at start).
     logging.getLogger("mqtt").setLevel(logging.DEBUG if args.verbose >= 2 else logging.CRITICAL)
 
-    from engines.errors import CheckpointError
+    from engines.errors import CheckpointError, MediaError
     from realtime.consumers.launch import Consumers
     from realtime.consumers.overlay import OverlayError
     from realtime.outputs.mqtt import topics
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     from realtime.runtime.app import serve
     from realtime.runtime.config import ConfigError, load_live_config
     from realtime.runtime.stream_specs import load_stream_specs, specs_from_flags
-    from realtime.sources.open import DeviceError, MediaError
+    from realtime.sources.feed import DeviceError
     from realtime.speakers.attributor import EnrolmentError
     from realtime.speech.whisper import AsrModelError
 

@@ -26,7 +26,8 @@ runtime_env.apply()
 import numpy as np
 
 from realtime.frames import AudioChunk
-from realtime.sources.open import CaptureOptions, open_source
+from realtime.sources.feed import CaptureOptions
+from realtime.sources.open import open_source
 from realtime.speech.vad import VadOptions, VadSegmenter
 from realtime.speech.whisper import AsrOptions, Transcriber
 

@@ -44,7 +44,7 @@ from realtime.frames import SAMPLE_RATE_HZ, Transcript
 from realtime.runtime.app import utterance_input
 from realtime.runtime.config import load_live_config
 from realtime.session.pipeline import Pipeline, PipelineOptions
-from realtime.sources.open import FileSource
+from realtime.sources.file import FileSource
 from realtime.speakers.attributor import SpeakerAttributor
 from realtime.speech.vad import VadSegmenter
 from realtime.speech.whisper import Transcriber

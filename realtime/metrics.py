@@ -72,8 +72,6 @@ class PipelineMetrics:
     """Interim results due while final-result work was queued or running (or one was in flight)."""
     interim_stale: int = 0
     """Interim results dropped because their utterance ended meanwhile, or had no words yet."""
-    segment_queue_peak: int = 0
-    utterance_queue_peak: int = 0
     vad_chunk: LatencyStats = field(default_factory=LatencyStats)
     """VAD cost per audio chunk (it runs inline on the event loop)."""
     vad: LatencyStats = field(default_factory=LatencyStats)

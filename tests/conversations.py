@@ -123,7 +123,7 @@ def attribute_conversation(conversation: Conversation, encoder, options=None, en
         who = conversation.speaker_at(segment.start_s, segment.end_s)
         if who is None:
             continue
-        turn = attributor.attribute(segment.samples)
+        turn = attributor.assign(attributor.embed(segment.samples))
         result.labels.append(turn.name)
         result.truth.append(who)
         result.turns.append(turn)

@@ -12,16 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engines.errors import MediaError
 from realtime.frames import SAMPLE_RATE_HZ, AudioChunk, VideoFrame
 from realtime.sources.devices import MicrophoneSource
-from realtime.sources.open import (
-    DEMO_CLIP_PATH,
-    CaptureOptions,
-    DeviceError,
-    FileSource,
-    MediaError,
-    open_source,
-)
+from realtime.sources.feed import CaptureOptions, DeviceError
+from realtime.sources.file import FileSource
+from realtime.sources.open import DEMO_CLIP_PATH, open_source
 
 FAST = CaptureOptions(realtime=False)
 

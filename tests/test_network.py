@@ -12,9 +12,11 @@ import pytest
 from conftest import TalkingClip
 from mosquitto import free_port
 
+from engines.errors import MediaError
 from realtime.frames import AudioChunk, VideoFrame
+from realtime.sources.feed import CaptureOptions
 from realtime.sources.network import NetworkSource
-from realtime.sources.open import CaptureOptions, MediaError, open_source
+from realtime.sources.open import open_source
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs Debian's ffmpeg")
 

@@ -33,7 +33,7 @@ from test_run_live_e2e import (
 )
 
 from realtime.runtime.stream_specs import load_stream_specs
-from realtime.sources.open import CaptureOptions
+from realtime.sources.feed import CaptureOptions
 
 
 async def run_with_prefix(broker: Mosquitto, prefix: str, args: list[str]) -> Run:

@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 from test_pipeline import CHUNK, EveryNChunks, ListSource, RecordingSession, make_input
 
+from engines.errors import MediaError
 from realtime.frames import SAMPLE_RATE_HZ, AudioChunk, Transcript
 from realtime.outputs.mqtt.address import MqttSettingError
 from realtime.runtime.config import LiveConfig
 from realtime.runtime.runtime import Models, Runtime
-from realtime.sources.open import MediaError
 
 STREAM_BASE = 1000
 """Sample value of chunk i of stream s: s * STREAM_BASE + i."""

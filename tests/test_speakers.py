@@ -136,13 +136,13 @@ class TableEmbedder:
 
 def test_embedding_ahead_then_assigning_gives_the_labels_of_attribute() -> None:
     """The live loop embeds while Whisper runs, possibly several utterances ahead of their assignment:
-    embedding learns nothing, so the labels are those of `attribute` one by one."""
+    embedding learns nothing, so the labels are those of `embed` + `assign` one by one."""
     rng = np.random.default_rng(5)
     order = [2, 0, 2, 5, 0, 5, 2, 0, 0, 5]
     embedder = TableEmbedder([near(voice(v), rng) for v in order])
     utterances = [np.full(32_000, i, np.float32) for i in range(len(order))]
     one_by_one = SpeakerAttributor(embedder)
-    expected = [one_by_one.attribute(samples).label for samples in utterances]
+    expected = [one_by_one.assign(one_by_one.embed(samples)).label for samples in utterances]
     ahead = SpeakerAttributor(embedder)
     voices = [ahead.embed(samples) for samples in utterances]
     turns = [ahead.assign(v) for v in voices]

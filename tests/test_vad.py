@@ -160,7 +160,9 @@ def test_demo_clip_segments_match_its_ground_truth():
     import asyncio
     import json
 
-    from realtime.sources.open import DEMO_CLIP_PATH, CaptureOptions, FileSource
+    from realtime.sources.feed import CaptureOptions
+    from realtime.sources.file import FileSource
+    from realtime.sources.open import DEMO_CLIP_PATH
 
     truth = json.loads(DEMO_CLIP_PATH.with_suffix(".json").read_text())["utterances"]
     segmenter = VadSegmenter()

@@ -52,7 +52,7 @@ class HaDiscoveryOptions:
     topic_prefix: str = topics.DEFAULT_PREFIX
     """First topic level of the results (as `MqttOptions.topic_prefix`)."""
     max_speakers: int = 32
-    """Speaker sensors announced per stream; later new speakers are not announced (counted, logged)."""
+    """Speaker sensors announced per stream; later new speakers are not announced (logged)."""
 
 
 def _safe(value: str) -> str:
@@ -146,7 +146,6 @@ class HaAnnouncer:
         self.options = options
         self.stream_id = stream_id
         self.speakers: list[str] = []
-        self.speakers_not_announced = 0
 
     async def run(self, connected: asyncio.Future[None]) -> None:
         """Announce, then follow results for new speakers and `H/status` for restarts, until cancelled."""
@@ -195,7 +194,6 @@ class HaAnnouncer:
         if not isinstance(speaker, str) or not speaker or speaker in self.speakers:
             return
         if len(self.speakers) >= self.options.max_speakers:
-            self.speakers_not_announced += 1
             logger.warning(
                 "HA discovery: more than %d speakers; %r not announced", len(self.speakers), speaker
             )

@@ -12,7 +12,7 @@ from engines.voice_emotion import VoiceOptions
 from engines.yaml_config import build_dataclass
 from realtime.outputs.mqtt.publisher import MqttOptions
 from realtime.session.pipeline import PipelineOptions
-from realtime.sources.open import CaptureOptions
+from realtime.sources.feed import CaptureOptions
 from realtime.speakers.attributor import SpeakerOptions
 from realtime.speech.vad import VadOptions
 from realtime.speech.whisper import AsrOptions

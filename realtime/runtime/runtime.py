@@ -22,6 +22,7 @@ from typing import Any, Protocol, Self, TextIO
 import numpy as np
 
 from engines import interrupts
+from engines.errors import MediaError
 from realtime.frames import SpeechSegment, Transcript
 from realtime.metrics import PipelineMetrics
 from realtime.outputs.mqtt.address import BrokerAddress, MqttSettingError, parse_mqtt_url
@@ -33,8 +34,8 @@ from realtime.outputs.sinks import ConsoleSink, JsonlSink, LineWriter
 from realtime.outputs.speaker_state import SpeakerStateSink
 from realtime.runtime.config import LiveConfig
 from realtime.session.pipeline import EmotionSession, FinalWork, Pipeline, ResultSink, Segmenter
-from realtime.sources.feed import Source
-from realtime.sources.open import DeviceError, MediaError, open_source
+from realtime.sources.feed import DeviceError, Source
+from realtime.sources.open import open_source
 from realtime.speakers.attributor import Embedder, SpeakerAttributor, enrol
 from realtime.speakers.voice_batch import VoiceBatch, timed_voices
 from realtime.speech.vad import VadOptions, VadSegmenter

@@ -299,7 +299,6 @@ class Pipeline:
                     self.metrics.segments_dropped,
                 )
         await self._segments.put(segment)
-        self.metrics.segment_queue_peak = max(self.metrics.segment_queue_peak, self._segments.qsize())
 
     async def _asr_worker(self) -> None:
         loop = asyncio.get_running_loop()
@@ -333,9 +332,6 @@ class Pipeline:
                     voice.cancel()
                 continue
             await self._utterances.put(_Transcribed(item, transcript, voice))
-            self.metrics.utterance_queue_peak = max(
-                self.metrics.utterance_queue_peak, self._utterances.qsize()
-            )
         await self._utterances.put(_END)
 
     async def _emotion_worker(self) -> None:

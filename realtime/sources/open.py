@@ -2,8 +2,7 @@
 float32) and `VideoFrame`s (RGB uint8).
 
 What every source shares is in `realtime.sources.feed`; the sources are `realtime.sources.file` (media files),
-`realtime.sources.devices` (microphone, camera) and `realtime.sources.network` (rtsp/rtmp/http streams). The names
-that callers use from here are re-exported.
+`realtime.sources.devices` (microphone, camera) and `realtime.sources.network` (rtsp/rtmp/http streams).
 """
 
 from __future__ import annotations
@@ -12,21 +11,9 @@ from pathlib import Path
 
 from engines.errors import MediaError
 from realtime.sources.devices import LiveSource, MicrophoneSource, WebcamSource
-from realtime.sources.feed import CaptureOptions, DeviceError, Source, frame_size
+from realtime.sources.feed import CaptureOptions, DeviceError, Source
 from realtime.sources.file import FileSource
 from realtime.sources.network import NetworkSource
-
-__all__ = [
-    "DEMO_CLIP_PATH",
-    "NETWORK_SCHEMES",
-    "CaptureOptions",
-    "DeviceError",
-    "FileSource",
-    "MediaError",
-    "Source",
-    "frame_size",
-    "open_source",
-]
 
 DEMO_CLIP_PATH = Path(__file__).resolve().parents[2] / "assets" / "demo" / "demo_conversation.mp4"
 """The bundled clip that the `demo` source plays (built by scripts/make_demo_clip.py)."""

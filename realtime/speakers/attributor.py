@@ -27,6 +27,8 @@ from typing import Protocol
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from realtime.frames import SAMPLE_RATE_HZ
+
 logger = logging.getLogger(__name__)
 
 _AUTOMATIC = re.compile(r"S\d+")
@@ -113,7 +115,7 @@ class _Item:
 
 
 class SpeakerAttributor:
-    """One stream's speakers. Not thread-safe: call `attribute` from the recognizer's worker thread."""
+    """One stream's speakers. Not thread-safe: call `embed` and `assign` from the recognizer's worker thread."""
 
     def __init__(
         self,
@@ -132,11 +134,7 @@ class SpeakerAttributor:
         ]
         self._next_label = 1
 
-    def attribute(self, samples: np.ndarray, sample_rate_hz: int = 16_000) -> SpeakerTurn:
-        """Embed one utterance, re-cluster the recent history with it, and return its speaker."""
-        return self.assign(self.embed(samples, sample_rate_hz))
-
-    def embed(self, samples: np.ndarray, sample_rate_hz: int = 16_000) -> Voice:
+    def embed(self, samples: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ) -> Voice:
         """The utterance's voice embedding, learning nothing: it needs only the audio, so the live loop
         runs it while Whisper transcribes (`assign` then costs about a millisecond). Not thread-safe
         either: the shared encoder runs on the recognizer's worker thread."""
@@ -337,19 +335,11 @@ def enrol(embedder: Embedder, specs: tuple[str, ...] | list[str]) -> dict[str, n
     voices: dict[str, np.ndarray] = {}
     for name, path in check_enrolment(specs):
         samples = _read_audio(path)
-        if len(samples) < 16_000 // 2:
+        if len(samples) < SAMPLE_RATE_HZ // 2:
             raise EnrolmentError(f"--speaker {name}={path}: under 0.5 s of audio")
         vector = np.asarray(embedder.embed(samples), np.float64)
         voices[name] = vector / max(float(np.linalg.norm(vector)), 1e-12)
     return voices
-
-
-def build_attributor(options: SpeakerOptions) -> SpeakerAttributor:
-    """The packaged voice encoder (1 torch thread, set by the caller) and the enrolled voices."""
-    from engines.speaker_encoder import load_voice_encoder
-
-    encoder = load_voice_encoder()
-    return SpeakerAttributor(encoder, options, enrol(encoder, options.enrol))
 
 
 def _read_audio(path: Path) -> np.ndarray:
@@ -361,7 +351,7 @@ def _read_audio(path: Path) -> np.ndarray:
         with av.open(str(path)) as container:
             if not container.streams.audio:
                 raise EnrolmentError(f"--speaker ...={path}: no audio stream")
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=16_000)
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE_HZ)
             for frame in container.decode(container.streams.audio[0]):
                 pieces += [out.to_ndarray()[0] for out in resampler.resample(frame)]
             pieces += [out.to_ndarray()[0] for out in resampler.resample(None)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from amqtt.broker import Broker
 from amqtt.contexts import BrokerConfig, ListenerConfig
@@ -11,19 +10,14 @@ from amqtt.contexts import BrokerConfig, ListenerConfig
 logger = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
-class EmbeddedBrokerOptions:
-    host: str = "127.0.0.1"
-    """Loopback only: the embedded broker is a zero-setup default, not a network service."""
-    port: int = 0
-    """0 picks a free port."""
+HOST = "127.0.0.1"
+"""Loopback only: the embedded broker is a zero-setup default, not a network service."""
 
 
 class EmbeddedBroker:
     """An amqtt broker running on the current event loop; anonymous clients, no `$SYS` topics."""
 
-    def __init__(self, options: EmbeddedBrokerOptions | None = None) -> None:
-        self.options = options or EmbeddedBrokerOptions()
+    def __init__(self) -> None:
         self._broker: Broker | None = None
         self.port: int | None = None
 
@@ -31,12 +25,12 @@ class EmbeddedBroker:
     def url(self) -> str:
         if self.port is None:
             raise RuntimeError("embedded broker not started")
-        return f"mqtt://{self.options.host}:{self.port}"
+        return f"mqtt://{HOST}:{self.port}"
 
     async def start(self) -> str:
         """Start listening; return the broker's URL."""
         config = BrokerConfig(
-            listeners={"default": ListenerConfig(bind=f"{self.options.host}:{self.options.port}")},
+            listeners={"default": ListenerConfig(bind=f"{HOST}:0")},
             plugins={"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
         )
         self._broker = Broker(config)

@@ -101,7 +101,6 @@ class PublisherMetrics:
     """Utterance messages acknowledged by the broker (QoS 1 PUBACK)."""
     outbox_dropped: int = 0
     """Utterance messages discarded because the outbox was full."""
-    outbox_peak: int = 0
     interim_dropped: int = 0
     """Interim results not queued because the outbox was not empty."""
     connection_losses: int = 0
@@ -167,7 +166,6 @@ class Outbox:
                 self._metrics.outbox_dropped,
             )
         self._items.append(message)
-        self._metrics.outbox_peak = max(self._metrics.outbox_peak, len(self._items))
         self.changed.set()
 
     def _results(self) -> int:
