@@ -112,7 +112,13 @@ def main() -> int:
     ):  # fmt: skip
         predicted = [pick(m) if m else None for row in matched for m in row]
         print(f"{name:<20} w-F1 {la.scores(truth, predicted, labels)['weighted_f1']:.1f}")
-    print(f"speaker attribution {la.speaker_accuracy(spoken, matched):.1f} %")
+    found = [len({r.speaker for r in rs}) for rs in results]
+    true = [len({u.speaker for u in s.dialogue.utterances}) for s in spoken]
+    exact = sum(f == t for f, t in zip(found, true))
+    print(
+        f"speaker attribution {la.speaker_accuracy(spoken, matched):.1f} %; speakers found exactly in "
+        f"{exact} of {len(spoken)} conversations (found - true: {[f - t for f, t in zip(found, true)]})"
+    )
     return 0
 
 
