@@ -112,9 +112,8 @@ class LiveRecognizer:
         self._runtime = Runtime(config, models=models, handle_signals=False, node_id=config.mqtt.node_id)
         self._started = False
         self._ids: set[str] = set()
-        self._push: PushSource | None = None
-        self._push_events: EventQueue | None = None
-        self._push_task: asyncio.Task[None] | None = None
+        self._push: PushStream | None = None
+        self._pushes: list[PushStream] = []
 
     @classmethod
     def from_config(
@@ -147,8 +146,8 @@ class LiveRecognizer:
 
     async def close(self) -> None:
         """Abort the streams still running, deliver MQTT's outbox, stop."""
-        if self._push is not None:
-            self._push.end()
+        for push in self._pushes:
+            push.end()
         await self._runtime.close()
 
     @property
@@ -180,60 +179,50 @@ class LiveRecognizer:
         if report.error is not None:
             raise report.error
 
-    # The push stream: media the caller already has.
+    # Push streams: media the caller already has.
+
+    def open_push(self, stream_id: str | None = None) -> PushStream:
+        """A new push stream (one per call or robot); `push_audio` and friends use a first one."""
+        if not self._started:
+            raise RuntimeError("LiveRecognizer is not started: use `async with` or `await start()`")
+        return PushStream(self, stream_id or self.config.stream_id or "push")
 
     def push_audio(
         self, pcm: np.ndarray | bytes, sample_rate_hz: int, t: float | None = None, channels: int = 1
     ) -> None:
-        """int16 or float samples (or int16 bytes) at any rate, `t` the stream time of the first one
-        (None: right after the last push). Never blocks: a full queue drops the oldest pushed audio,
-        counted in `push_metrics` and logged (`put_audio` waits instead)."""
-        self._push_source().push_audio(pcm, sample_rate_hz, t, channels)
+        """See `PushStream.push_audio`."""
+        self._default_push().push_audio(pcm, sample_rate_hz, t, channels)
 
     async def put_audio(
         self, pcm: np.ndarray | bytes, sample_rate_hz: int, t: float | None = None, channels: int = 1
     ) -> None:
-        """As `push_audio`, waiting for room instead of dropping."""
-        await self._push_source().put_audio(pcm, sample_rate_hz, t, channels)
+        """See `PushStream.put_audio`."""
+        await self._default_push().put_audio(pcm, sample_rate_hz, t, channels)
 
     def push_frame(self, image: np.ndarray, t: float) -> None:
-        """An RGB uint8 (H, W, 3) frame shown at stream time `t` (same clock as the audio)."""
-        self._push_source().push_frame(image, t)
+        """See `PushStream.push_frame`."""
+        self._default_push().push_frame(image, t)
 
     def flush(self) -> None:
-        """The push stream's utterance in progress ends now (a turn ended); the stream goes on."""
-        self._push_source().cut()
+        """See `PushStream.flush`."""
+        self._default_push().flush()
 
     def end(self) -> None:
-        """The push stream ends: its utterance in progress is flushed, what was pushed is processed,
-        then `events()` ends."""
-        self._push_source().end()
+        """See `PushStream.end`."""
+        self._default_push().end()
 
     @property
     def push_metrics(self) -> PushMetrics:
-        return self._push_source().metrics
+        return self._default_push().metrics
 
-    async def events(self) -> AsyncIterator[Event]:
-        """The push stream's events until `end()`."""
-        self._push_source()
-        assert self._push_task is not None
-        await self._push_task
-        assert self._push_events is not None
-        async for event in self._push_events:
-            yield event
+    def events(self) -> AsyncIterator[Event]:
+        """See `PushStream.events`."""
+        return self._default_push().events()
 
-    def _push_source(self) -> PushSource:
+    def _default_push(self) -> PushStream:
         if self._push is None:
-            if not self._started:
-                raise RuntimeError("LiveRecognizer is not started: use `async with` or `await start()`")
-            stream_id = self.config.stream_id or "push"
-            self._push = PushSource(stream_id, self.config.capture, self.push_options)
-            self._push_task = asyncio.ensure_future(self._open_push(stream_id))
+            self._push = self.open_push()
         return self._push
-
-    async def _open_push(self, stream_id: str) -> None:
-        assert self._push is not None
-        self._push_events, _ = await self._add(self._push, stream_id, self.config)
 
     async def _add(
         self, source: str | PushSource, stream_id: str, config: LiveConfig
@@ -267,3 +256,58 @@ class LiveRecognizer:
                 ]
 
         return asyncio.run(collect())
+
+
+class PushStream:
+    """A stream of media the caller pushes (`LiveRecognizer.open_push`), and its events."""
+
+    def __init__(self, recognizer: LiveRecognizer, stream_id: str) -> None:
+        self.source = PushSource(stream_id, recognizer.config.capture, recognizer.push_options)
+        recognizer._pushes.append(self)
+        self._opened = asyncio.ensure_future(recognizer._add(self.source, stream_id, recognizer.config))
+
+    @property
+    def metrics(self) -> PushMetrics:
+        return self.source.metrics
+
+    @property
+    def now_s(self) -> float:
+        """Stream time at the end of the audio pushed so far."""
+        return self.source.now_s
+
+    def push_audio(
+        self, pcm: np.ndarray | bytes, sample_rate_hz: int, t: float | None = None, channels: int = 1
+    ) -> None:
+        """int16 or float samples (or int16 bytes), mono or (samples, channels), at any rate; `t` the
+        stream time of the first one (None: right after the last push). Never blocks: a full queue
+        drops the oldest pushed audio, counted in `metrics` and logged (`put_audio` waits instead)."""
+        self.source.push_audio(pcm, sample_rate_hz, t, channels)
+
+    async def put_audio(
+        self, pcm: np.ndarray | bytes, sample_rate_hz: int, t: float | None = None, channels: int = 1
+    ) -> None:
+        """As `push_audio`, waiting for room instead of dropping."""
+        await self.source.put_audio(pcm, sample_rate_hz, t, channels)
+
+    def push_frame(self, image: np.ndarray, t: float) -> None:
+        """An RGB uint8 (H, W, 3) frame shown at stream time `t` (the audio's clock)."""
+        self.source.push_frame(image, t)
+
+    async def put_frame(self, image: np.ndarray, t: float) -> None:
+        """As `push_frame`, waiting for room instead of dropping."""
+        await self.source.put_frame(image, t)
+
+    def flush(self) -> None:
+        """The utterance in progress ends now (a turn ended); the stream goes on."""
+        self.source.cut()
+
+    def end(self) -> None:
+        """The stream ends: its utterance in progress is flushed, what was pushed is processed, then
+        `events()` ends."""
+        self.source.end()
+
+    async def events(self) -> AsyncIterator[Event]:
+        """This stream's events until `end()`."""
+        events, _ = await self._opened
+        async for event in events:
+            yield event

@@ -80,6 +80,8 @@ class PushSource:
         self._rate_hz = SAMPLE_RATE_HZ
         self._keep_frame = _FrameRateLimiter(self.capture.video_fps)
         self._ended = False
+        self._drop = True
+        """Whether `_put` may drop the oldest item (`push_*`) or must exceed the bound (`put_*`, control)."""
 
     def push_audio(
         self, pcm: np.ndarray | bytes, sample_rate_hz: int, t: float | None = None, channels: int = 1
@@ -87,6 +89,12 @@ class PushSource:
         """Add audio: int16 or float samples (or int16 bytes), mono or (samples, channels) interleaved,
         at any rate. `t`: stream time of its first sample in seconds; None follows on from the last push.
         Never blocks; see `PushOptions` for a full queue."""
+        self._push_audio(pcm, sample_rate_hz, t, channels, drop=True)
+
+    def _push_audio(
+        self, pcm: np.ndarray | bytes, sample_rate_hz: int, t: float | None, channels: int, drop: bool
+    ) -> None:
+        self._drop = drop
         if self._ended:
             raise RuntimeError(f"push source {self.name}: audio pushed after end()")
         samples = _mono_float(pcm, channels)
@@ -101,15 +109,20 @@ class PushSource:
     async def put_audio(
         self, pcm: np.ndarray | bytes, sample_rate_hz: int, t: float | None = None, channels: int = 1
     ) -> None:
-        """As `push_audio`, waiting for room first: nothing is dropped (file-like input)."""
+        """As `push_audio`, waiting for room first: nothing is dropped (file-like input); the chunks of
+        one call may exceed the bound."""
         await self._wait_for_room()
-        self.push_audio(pcm, sample_rate_hz, t, channels)
+        self._push_audio(pcm, sample_rate_hz, t, channels, drop=False)
 
     def push_frame(self, image: np.ndarray, t: float) -> None:
         """Add an RGB uint8 (H, W, 3) frame shown at stream time `t`; frames beyond `capture.video_fps`
         are skipped, wide ones downscaled to `capture.max_frame_width_px`."""
         if self._ended:
             raise RuntimeError(f"push source {self.name}: frame pushed after end()")
+        self._push_frame(image, t, drop=True)
+
+    def _push_frame(self, image: np.ndarray, t: float, drop: bool) -> None:
+        self._drop = drop
         if not self._keep_frame(t):
             return
         height, width = image.shape[:2]
@@ -125,20 +138,22 @@ class PushSource:
     async def put_frame(self, image: np.ndarray, t: float) -> None:
         """As `push_frame`, waiting for room first."""
         await self._wait_for_room()
-        self.push_frame(image, t)
+        self._push_frame(image, t, drop=False)
 
     def cut(self) -> None:
-        """Close the utterance being spoken now (a turn ended) instead of waiting for the VAD's pause."""
+        """Close the utterance being spoken now (a turn ended) instead of waiting for the VAD's pause.
+        Control items and the audio they flush are never dropped (they may exceed the bound)."""
+        self._drop = False
         self._drain_resampler()
         self._flush_pending()
-        start_s = self._expected_s() if self._next_s is not None else 0.0
-        self._items.append(Cut(np.zeros(0, np.float32), start_s))
+        self._items.append(Cut(np.zeros(0, np.float32), self.now_s))
         self._arrived.set()
 
     def end(self) -> None:
         """No more media: the stream ends once what was pushed is read (the VAD then flushes)."""
         if self._ended:
             return
+        self._drop = False
         self._drain_resampler()
         self._flush_pending()
         self._ended = True
@@ -160,6 +175,11 @@ class PushSource:
                 self._data -= 1
                 self._room.set()
             yield item  # type: ignore[misc]
+
+    @property
+    def now_s(self) -> float:
+        """Stream time at the end of the audio pushed so far (0 before any)."""
+        return self._expected_s() if self._next_s is not None else 0.0
 
     def _expected_s(self) -> float:
         assert self._next_s is not None
@@ -208,7 +228,7 @@ class PushSource:
         self._put(chunk)
 
     def _put(self, item: AudioChunk | VideoFrame) -> None:
-        if self._data >= self.options.max_queue_items:
+        if self._drop and self._data >= self.options.max_queue_items:
             self._drop_oldest()
         self._items.append(item)
         self._data += 1

@@ -1,0 +1,1 @@
+"""Adapters to agent and robot frameworks; each imports its framework only when imported itself."""
