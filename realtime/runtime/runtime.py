@@ -28,6 +28,7 @@ from realtime.metrics import PipelineMetrics
 from realtime.outputs.mqtt.address import BrokerAddress, MqttSettingError, parse_mqtt_url
 from realtime.outputs.mqtt.broker import EmbeddedBroker
 from realtime.outputs.mqtt.publisher import DeliveryStats, MqttPublisher, PublisherMetrics, StreamChannel
+from realtime.outputs.events import StreamTap
 from realtime.outputs.mqtt.stats import StreamStats
 from realtime.outputs.preview import Preview
 from realtime.outputs.sinks import ConsoleSink, JsonlSink, LineWriter
@@ -221,9 +222,11 @@ class Runtime:
         stream_id: str,
         config: LiveConfig | None = None,
         preview: Preview | None = None,
-    ) -> None:
+        tap: StreamTap | None = None,
+    ) -> asyncio.Task[StreamReport]:
         """Start serving a source (a spec for `open_source`, or an opened source); `config` overrides
-        the runtime's capture, VAD and pipeline options for this stream; `preview` draws its frames.
+        the runtime's capture, VAD and pipeline options for this stream; `preview` draws its frames;
+        `tap` receives the stream's events beside MQTT (`realtime.api`). Returns the stream's task.
 
         Raises `MqttSettingError` for a stream id that is taken or not a valid topic level, and
         `MediaError` / `DeviceError` for a spec that cannot be opened.
@@ -236,7 +239,8 @@ class Runtime:
         if isinstance(source, str):
             source = await asyncio.to_thread(open_source, source, config.capture)
         channel = self._publisher.open_stream(stream_id)
-        sinks: list[ResultSink] = [channel]
+        out = channel if tap is None else tap.tee(channel)
+        sinks: list[ResultSink] = [out]
         if self._console is not None:
             sinks.append(ConsoleSink(self._console, prefix=f"{stream_id} " if self._label_console else ""))
         if self._jsonl is not None:
@@ -245,11 +249,13 @@ class Runtime:
         if self.models.voices is not None and config.speakers.enabled:
             attributor = SpeakerAttributor(self.models.voices, config.speakers, self.models.enrolled)
             present = lambda a=attributor: a.names
-            sinks.append(SpeakerStateSink(channel, stream_id, config.speakers.ema_factor, present=present))
+            sinks.append(SpeakerStateSink(out, stream_id, config.speakers.ema_factor, present=present))
         if preview is not None:
             sinks.append(preview)
             source = preview.tap(source)
         segmenter = await asyncio.to_thread(self._make_segmenter, config.vad)
+        if tap is not None:
+            segmenter = tap.watch(segmenter)
         pipeline = Pipeline(
             stream_id=stream_id,
             model_id=self.models.recognizer.model_id,
@@ -261,7 +267,7 @@ class Runtime:
             sinks=sinks,
             options=config.pipeline,
             attributor=attributor,
-            interim_sink=channel,
+            interim_sink=out,
             emotion_executor=self._emotion_pool,
             final_work=self._final_work,
             voices=self._voices,
@@ -278,6 +284,7 @@ class Runtime:
         stream.task = asyncio.create_task(self._serve(stream), name=f"stream-{stream_id}")
         if self.stopped:
             pipeline.stop()
+        return stream.task
 
     async def wait(self) -> list[StreamReport]:
         """Until every stream has ended; one report per stream, in the order they were added."""
