@@ -26,9 +26,9 @@ from pipecat.frames.frames import (
 from pipecat.tests.utils import run_test
 
 from realtime import LiveRecognizer
-from realtime.sources.open import DEMO_CLIP_PATH
-from realtime.runtime.config import LiveConfig
 from realtime.consumers.pipecat import EmotionFrame, EmotionParams, EmotionProcessor
+from realtime.runtime.config import LiveConfig
+from realtime.sources.open import DEMO_CLIP_PATH
 
 RATE_HZ, FRAME_MS = 16_000, 20
 STOP_AFTER_S = 0.2

@@ -21,11 +21,11 @@ from typing import Any, Self
 
 import numpy as np
 
-from realtime.runtime.config import LiveConfig, load_live_config
-from realtime.outputs.events import Channel, Event, EventFanout, FinalResult, Segmenter, UtteranceStarted
 from realtime.frames import AudioChunk, SpeechSegment, VideoFrame
-from realtime.sources.push import Cut, PushMetrics, PushOptions, PushSource
+from realtime.outputs.events import Channel, Event, EventFanout, FinalResult, Segmenter, UtteranceStarted
+from realtime.runtime.config import LiveConfig, load_live_config
 from realtime.runtime.runtime import Models, Runtime, StreamReport
+from realtime.sources.push import Cut, PushMetrics, PushOptions, PushSource
 
 logger = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ import pytest
 from conftest import SPEECH_RATE_HZ, SpeechAudio, make_speech, synthesize
 from media_fixtures import needs_espeak
 
-from realtime.runtime.config import LiveConfig
-from realtime.outputs.events import FinalResult, InterimResult, SpeakerState, UtteranceStarted
 from realtime.frames import AudioChunk
+from realtime.outputs.events import FinalResult, InterimResult, SpeakerState, UtteranceStarted
 from realtime.outputs.mqtt.address import parse_mqtt_url
+from realtime.runtime.config import LiveConfig
 from realtime.sources.push import PushOptions, PushSource
 
 REPO = Path(__file__).resolve().parents[1]

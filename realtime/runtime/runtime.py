@@ -25,10 +25,10 @@ from engines import interrupts
 from engines.errors import MediaError
 from realtime.frames import SpeechSegment, Transcript
 from realtime.metrics import PipelineMetrics
+from realtime.outputs.events import StreamTap
 from realtime.outputs.mqtt.address import BrokerAddress, MqttSettingError, parse_mqtt_url
 from realtime.outputs.mqtt.broker import EmbeddedBroker
 from realtime.outputs.mqtt.publisher import DeliveryStats, MqttPublisher, PublisherMetrics, StreamChannel
-from realtime.outputs.events import StreamTap
 from realtime.outputs.mqtt.stats import StreamStats
 from realtime.outputs.preview import Preview
 from realtime.outputs.sinks import ConsoleSink, JsonlSink, LineWriter

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from realtime.sources.feed import CaptureOptions, _FrameRateLimiter, frame_size
 from realtime.frames import SAMPLE_RATE_HZ, AudioChunk, VideoFrame
+from realtime.sources.feed import CaptureOptions, _FrameRateLimiter, frame_size
 
 logger = logging.getLogger(__name__)
 
