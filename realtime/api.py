@@ -161,7 +161,7 @@ class LiveRecognizer:
         """The events of one source until it ends. `realtime`: False reads a file as fast as it can be
         processed (`--no-realtime`), None keeps the config's. A failed source raises its error once
         what was heard has come out. Leaving the loop early aborts the stream."""
-        from realtime.app import default_stream_id
+        from realtime.runtime.stream_specs import default_stream_id
 
         config = self.config
         if realtime is not None:

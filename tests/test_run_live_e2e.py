@@ -243,7 +243,8 @@ def test_causal_context_carries_earlier_utterances(
 @needs_checkpoint
 def test_context_matches_a_session_fed_the_same_utterances(batch_run: tuple[str, Run]) -> None:
     """Through the engines API: a fresh session given the published transcripts in order reproduces
-    the published scores (text-only checkpoints; with audio or video the inputs are not in the message)."""
+    what the words said (`by_modality.text`; text-only checkpoints: with audio or video the inputs are
+    not in the message). The voice's part of the fused `scores` is tested in test_voice_emotion.py."""
     from engines.stream import UtteranceInput, load_recognizer
 
     recognizer = load_recognizer(CHECKPOINT)
@@ -254,7 +255,7 @@ def test_context_matches_a_session_fed_the_same_utterances(batch_run: tuple[str,
     for message in run.utterances():
         # Without enrolment the published speaker is the label the model saw.
         prediction = session.add(UtteranceInput(text=message["text"], speaker=message["speaker"]))
-        assert prediction.scores == pytest.approx(message["scores"], abs=1e-3)
+        assert prediction.scores == pytest.approx(message["by_modality"]["text"], abs=1e-3)
 
 
 def run_cli(*args: str) -> Run:
