@@ -17,7 +17,6 @@ import logging
 import re
 import ssl
 import sys
-import uuid
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -32,6 +31,7 @@ from realtime.outputs.mqtt.address import (
     MqttSettingError,
     parse_mqtt_url,
 )
+from realtime.outputs.mqtt.connect import mqtt_client
 from realtime.outputs.mqtt.publisher import MqttOptions
 from realtime.outputs.mqtt.tls import TlsSettingError, describe_connect_error, tls_context
 from realtime.outputs.mqtt.topics import check_topic_levels
@@ -113,15 +113,7 @@ def _version() -> str:
 
 
 def _client(address: BrokerAddress, tls: ssl.SSLContext | None) -> aiomqtt.Client:
-    return aiomqtt.Client(
-        address.host,
-        address.port,
-        username=address.username,
-        password=address.password,
-        identifier=f"m2fnet-ha-{uuid.uuid4().hex[:12]}",
-        timeout=5.0,
-        tls_context=tls,
-    )
+    return mqtt_client(address, tls, "ha")
 
 
 def _unreachable(address: BrokerAddress, exc: aiomqtt.MqttError) -> BrokerUnreachableError:

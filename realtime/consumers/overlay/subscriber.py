@@ -12,6 +12,7 @@ import aiomqtt
 from realtime.consumers.overlay.state import KINDS, OverlayState
 from realtime.outputs.mqtt import topics
 from realtime.outputs.mqtt.address import BrokerAddress, BrokerUnreachableError
+from realtime.outputs.mqtt.connect import mqtt_client
 from realtime.outputs.mqtt.tls import describe_connect_error
 
 logger = logging.getLogger(__name__)
@@ -38,15 +39,7 @@ async def follow(
     identifier = f"m2fnet-overlay-{uuid.uuid4().hex[:12]}"
     while True:
         try:
-            async with aiomqtt.Client(
-                address.host,
-                address.port,
-                username=address.username,
-                password=address.password,
-                identifier=identifier,
-                timeout=5.0,
-                tls_context=tls_context,
-            ) as client:
+            async with mqtt_client(address, tls_context, "overlay", identifier) as client:
                 for kind in KINDS:
                     await client.subscribe(
                         topics.stream_topic(prefix, "+", kind), qos=0 if kind == "interim" else 1

@@ -13,7 +13,6 @@ import json
 import logging
 import signal
 import sys
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -62,22 +61,14 @@ async def bridge(
     broker_url: str, topic_prefix: str, smoothed: bool, publish: Publish, ca_file: str | None
 ) -> None:
     """Translate every message of the broker into `publish(ros_topic, kind, message)` until cancelled."""
-    import aiomqtt
 
     from realtime.outputs.mqtt.address import parse_mqtt_url
+    from realtime.outputs.mqtt.connect import mqtt_client
     from realtime.outputs.mqtt.publisher import MqttOptions
     from realtime.outputs.mqtt.tls import tls_context
 
     address = parse_mqtt_url(broker_url)
-    async with aiomqtt.Client(
-        address.host,
-        address.port,
-        username=address.username,
-        password=address.password,
-        identifier=f"m2fnet-ros2-{uuid.uuid4().hex[:12]}",
-        timeout=5.0,
-        tls_context=tls_context(address.tls, MqttOptions(ca_file=ca_file)),
-    ) as client:
+    async with mqtt_client(address, tls_context(address.tls, MqttOptions(ca_file=ca_file)), "ros2") as client:
         for topic in subscriptions(topic_prefix, smoothed):
             await client.subscribe(topic, qos=1)
         logger.info("following %s", address.url)
