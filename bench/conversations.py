@@ -34,11 +34,11 @@ ROOT = Path(__file__).resolve().parent.parent
 # tests/ first (its conversations.py, not this file), the project before bench/ (bench/engines.py).
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT), str(ROOT / "bench")]
 
-from realtime import runtime_env
+from realtime.runtime import env as runtime_env
 
 runtime_env.apply()
 
-from conversations import (  # noqa: E402 (tests/ helpers, path set above)
+from conversations import (
     RAVDESS,
     REAL_KINDS,
     RealConversation,
@@ -50,13 +50,13 @@ from conversations import (  # noqa: E402 (tests/ helpers, path set above)
     segmentation,
 )
 
-from realtime.app import utterance_input
-from realtime.capture import FileSource
-from realtime.config import LiveConfig, check_ranges, load_live_config
 from realtime.frames import AudioChunk
-from realtime.pipeline import Pipeline
-from realtime.speakers import SpeakerAttributor
-from realtime.vad import VadSegmenter
+from realtime.runtime.config import LiveConfig, check_ranges, load_live_config
+from realtime.runtime.runtime import utterance_input
+from realtime.session.pipeline import Pipeline
+from realtime.sources.file import FileSource
+from realtime.speakers.attributor import SpeakerAttributor
+from realtime.speech.vad import VadSegmenter
 
 CACHE = Path("/tmp/h_turns_cache") if Path("/tmp").is_dir() else ROOT / ".cache"
 
@@ -183,7 +183,7 @@ def load_models(config: LiveConfig) -> dict:
 
     from engines.speaker_encoder import load_voice_encoder
     from engines.stream import load_recognizer
-    from realtime.transcribe import Transcriber
+    from realtime.speech.whisper import Transcriber
 
     torch.set_num_threads(1)
     engine = config.engine

@@ -227,7 +227,7 @@ def make_real_conversation(
         lead = (first - max(0, first - pad)) / SPEECH_RATE_HZ
         start_s = cursor if not turns else turns[-1].end_s + float(rng.uniform(*gap_s))
         turns.append(RealTurn(actor, row["emotion"], start_s, start_s + (last - first) / SPEECH_RATE_HZ))
-        placed.append((int(round((start_s - lead) * SPEECH_RATE_HZ)), clip))
+        placed.append((round((start_s - lead) * SPEECH_RATE_HZ), clip))
     total = max(at + len(clip) for at, clip in placed) + SPEECH_RATE_HZ
     samples = np.zeros(total, np.float32)
     for at, clip in placed:
