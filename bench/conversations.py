@@ -50,6 +50,7 @@ from conversations import (
     segmentation,
 )
 
+from engines.text_encoder import CACHE_ROOT
 from realtime.frames import AudioChunk
 from realtime.runtime.config import LiveConfig, check_ranges, load_live_config
 from realtime.runtime.runtime import utterance_input
@@ -58,7 +59,7 @@ from realtime.sources.file import FileSource
 from realtime.speakers.attributor import SpeakerAttributor
 from realtime.speech.vad import VadSegmenter
 
-CACHE = Path("/tmp/h_turns_cache") if Path("/tmp").is_dir() else ROOT / ".cache"
+CACHE = CACHE_ROOT / "bench" / "conversations"
 
 
 @dataclass
@@ -101,7 +102,9 @@ class _TimedSource:
         return min(self.offsets) + stream_s
 
 
-async def run_live(path: Path, config: LiveConfig, models: dict, realtime: bool) -> tuple[list[Received], _TimedSource]:
+async def run_live(
+    path: Path, config: LiveConfig, models: dict, realtime: bool
+) -> tuple[list[Received], _TimedSource]:
     config = copy.deepcopy(config)
     config.capture.realtime = config.pipeline.realtime = realtime
     source = _TimedSource(FileSource(path, config.capture))
@@ -233,7 +236,9 @@ def real_conversations(actors: range, seeds: list[int], kinds: list[str] | None)
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--actors", default="13-16", help="RAVDESS actors, e.g. 13-16 (report) or 1-12 (tuning)")
+    parser.add_argument(
+        "--actors", default="13-16", help="RAVDESS actors, e.g. 13-16 (report) or 1-12 (tuning)"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--kinds", nargs="*", help="only clip kinds containing these words")
     parser.add_argument("--config", default=str(ROOT / "configs" / "live.yaml"))
@@ -273,7 +278,9 @@ def main() -> int:
         folder.mkdir(parents=True, exist_ok=True)
         for n_speakers in (2, 3, 4):
             for seed in args.seeds:
-                conv = make_conversation(folder / f"g{n_speakers}-{seed}.wav", n_speakers, 6 * n_speakers, seed + 3)
+                conv = make_conversation(
+                    folder / f"g{n_speakers}-{seed}.wav", n_speakers, 6 * n_speakers, seed + 3
+                )
                 turns = tuple(RealTurn(str(who), "", s, e) for who, s, e in conv.turns)
                 received, source = asyncio.run(run_live(conv.path, config, models, args.realtime))
                 generated.add(turns, received, source if args.realtime else None)

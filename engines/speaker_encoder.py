@@ -88,6 +88,17 @@ class VoiceEncoder(nn.Module):
             out.append((mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32))
         return out
 
+    @torch.no_grad()
+    def embed_windows(self, samples: np.ndarray, window_s: float, hop_s: float) -> np.ndarray:
+        """Embeddings (windows, 256) of `window_s` windows every `hop_s` over one utterance, the first
+        starting at 0 (voice changes inside an utterance); (0, 256) when it is shorter than a window."""
+        mel = mel_spectrogram(_raise_volume(np.asarray(samples, dtype=np.float32)))
+        frames, step = round(window_s * SAMPLE_RATE_HZ / _HOP), max(1, round(hop_s * SAMPLE_RATE_HZ / _HOP))
+        starts = range(0, len(mel) - frames + 1, step)
+        if not starts:
+            return np.zeros((0, EMBEDDING_DIM), np.float32)
+        return self(torch.from_numpy(np.stack([mel[i : i + frames] for i in starts]))).numpy()
+
 
 def load_voice_encoder(path: str | Path | None = None) -> VoiceEncoder:
     """The encoder with the packaged weights (or those at `path`), in eval mode, on the CPU."""

@@ -57,6 +57,8 @@ class PipelineMetrics:
     """Segments cut because they reached `vad.max_utterance_s` (in a pause when there was one)."""
     forced_splits_without_pause: int = 0
     """Of those, the ones cut at the limit because the last `vad.split_search_s` held no pause."""
+    voice_splits: int = 0
+    """Segments split where the voice changed without a pause (`realtime/speakers/voice_change.py`)."""
     segments_dropped: int = 0
     """Segments discarded because the ASR queue was full (realtime mode only)."""
     empty_transcripts: int = 0

@@ -258,7 +258,9 @@ def segmentation(turns: tuple[RealTurn, ...], results: list) -> Segmentation:
     def overlap(turn: RealTurn, result) -> float:
         return max(0.0, min(turn.end_s, result.end_s) - max(turn.start_s, result.start_s))
 
-    holds = [[r for r, res in enumerate(results) if overlap(t, res) > 0.5 * (t.end_s - t.start_s)] for t in turns]
+    holds = [
+        [r for r, res in enumerate(results) if overlap(t, res) > 0.5 * (t.end_s - t.start_s)] for t in turns
+    ]
     held_count = [sum(r in h for h in holds) for r in range(len(results))]
     home = [
         max(range(len(turns)), key=lambda t: overlap(turns[t], res)) if turns else None for res in results
@@ -270,7 +272,9 @@ def segmentation(turns: tuple[RealTurn, ...], results: list) -> Segmentation:
         merged += any(held_count[r] > 1 for r in holds[t])
         split += sum(1 for r, h in enumerate(home) if h == t and overlap(turn, results[r]) > 0) > 1
         best = max(range(len(results)), key=lambda r: overlap(turn, results[r]), default=None)
-        labels.append(results[best].speaker if best is not None and overlap(turn, results[best]) > 0 else None)
+        labels.append(
+            results[best].speaker if best is not None and overlap(turn, results[best]) > 0 else None
+        )
         held_by.append(holds[t][0] if len(holds[t]) == 1 else None)
     return Segmentation(len(turns), found, merged, split, labels, held_by)
 

@@ -39,6 +39,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "speakers.max_speakers": (1, 100),
     "speakers.ema_factor": (0.01, 1.0),
     "speakers.history_utterances": (2, 10_000),
+    "speakers.change_below": (-1.0, 1.0),
     "asr.encoder_workers": (1, 64),
     "asr.greedy_batch_utterances": (0, 256),
 }

@@ -33,6 +33,7 @@ from realtime.metrics import PipelineMetrics
 from realtime.session.interim import InterimResults, InterimSink
 from realtime.sources.feed import Source
 from realtime.speakers.voice_batch import VoiceBatch
+from realtime.speakers.voice_change import may_split, split_segment
 
 logger = logging.getLogger(__name__)
 
@@ -301,38 +302,52 @@ class Pipeline:
         await self._segments.put(segment)
 
     async def _asr_worker(self) -> None:
-        loop = asyncio.get_running_loop()
-        while (item := await self._segments.get()) is not _END:
-            assert isinstance(item, SpeechSegment)
-            voice = (
-                asyncio.wrap_future(self._voices.submit(item.samples)) if self._voices is not None else None
-            )
-            self._final_work.running += 1
-            try:
-                transcript = await loop.run_in_executor(
-                    self._asr_pool, self._transcriber.transcribe, item.samples
-                )
-            except BaseException:
-                if voice is not None:
-                    voice.cancel()
-                raise
-            finally:
-                self._final_work.running -= 1
-            if not _SPOKEN.search(transcript.text):
-                self.metrics.empty_transcripts += 1
-                logger.info(
-                    "stream %s: segment %.2f-%.2f s has no transcript (%s, no_speech_prob %.2f): not published",
-                    self.stream_id,
-                    item.start_s,
-                    item.end_s,
-                    getattr(transcript, "filtered", "") or "empty",
-                    transcript.no_speech_prob,
-                )
-                if voice is not None:
-                    voice.cancel()
-                continue
-            await self._utterances.put(_Transcribed(item, transcript, voice))
+        while (segment := await self._segments.get()) is not _END:
+            assert isinstance(segment, SpeechSegment)
+            for part in await self._voice_parts(segment):
+                await self._transcribe(part)
         await self._utterances.put(_END)
+
+    async def _voice_parts(self, segment: SpeechSegment) -> list[SpeechSegment]:
+        """The segment split where the voice changes (one part per speaker), on the recognizer's thread
+        that owns the voice encoder; the whole segment without an attributor that can tell."""
+        changes = getattr(self._attributor, "changes", None)
+        if changes is None or not may_split(len(segment.samples)):
+            return [segment]
+        loop = asyncio.get_running_loop()
+        cuts = await loop.run_in_executor(self._emotion_pool, changes, segment.samples)
+        self.metrics.voice_splits += bool(cuts)
+        return split_segment(segment, cuts)
+
+    async def _transcribe(self, item: SpeechSegment) -> None:
+        """Whisper (and the voice embedding meanwhile) of one utterance, queued for the recognizer."""
+        loop = asyncio.get_running_loop()
+        voice = asyncio.wrap_future(self._voices.submit(item.samples)) if self._voices is not None else None
+        self._final_work.running += 1
+        try:
+            transcript = await loop.run_in_executor(
+                self._asr_pool, self._transcriber.transcribe, item.samples
+            )
+        except BaseException:
+            if voice is not None:
+                voice.cancel()
+            raise
+        finally:
+            self._final_work.running -= 1
+        if not _SPOKEN.search(transcript.text):
+            self.metrics.empty_transcripts += 1
+            logger.info(
+                "stream %s: segment %.2f-%.2f s has no transcript (%s, no_speech_prob %.2f): not published",
+                self.stream_id,
+                item.start_s,
+                item.end_s,
+                getattr(transcript, "filtered", "") or "empty",
+                transcript.no_speech_prob,
+            )
+            if voice is not None:
+                voice.cancel()
+            return
+        await self._utterances.put(_Transcribed(item, transcript, voice))
 
     async def _emotion_worker(self) -> None:
         loop = asyncio.get_running_loop()

@@ -28,6 +28,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from realtime.frames import SAMPLE_RATE_HZ
+from realtime.speakers.voice_change import change_points
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +46,10 @@ class SpeakerOptions:
     it if one person gets two labels; raise it if two people share one."""
     max_speakers: int = 8
     """Most speakers told apart in one stream; beyond it the closest clusters are merged."""
-    min_new_speaker_s: float = 1.5
-    """Utterances shorter than this join the closest speaker and never start a new one."""
+    min_new_speaker_s: float = 2.0
+    """Utterances shorter than this join the closest speaker and never start a new one. Voice
+    embeddings of a 1.5-2 s emotional sentence vary so much that at 1.5 s one actor became several
+    speakers (RAVDESS actors 1-12, bench/conversations.py)."""
     short_new_speaker_below: float = 0.55
     """A short utterance still starts a new speaker when its similarity to every speaker is below this."""
     ema_factor: float = 0.3
@@ -56,6 +59,10 @@ class SpeakerOptions:
     history_utterances: int = 64
     """Recent utterances re-clustered each time. Older ones are folded into their speaker's fixed
     summary (oldest first, counted in `SpeakerMetrics.folded`): bounded cost per utterance."""
+    change_below: float = 0.6
+    """An utterance is split where the voices of the second before and the second after are less
+    similar than this (the next person started without a pause; `realtime/speakers/voice_change.py`). Raise
+    it to split more readily, lower it if one person's sentence gets split; -1 never splits."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +148,13 @@ class SpeakerAttributor:
         started = time.perf_counter()
         vector = np.asarray(self._embedder.embed(samples), np.float64)
         return Voice(vector, len(samples) / sample_rate_hz, (time.perf_counter() - started) * 1000)
+
+    def changes(self, samples: np.ndarray) -> list[int]:
+        """Sample offsets inside one utterance where the voice changes (see `SpeakerOptions.change_below`);
+        learns nothing. On the recognizer's worker thread, as `embed`."""
+        if not hasattr(self._embedder, "embed_windows"):
+            return []
+        return change_points(self._embedder, samples, self.options.change_below)  # type: ignore[arg-type]
 
     def assign(self, voice: Voice) -> SpeakerTurn:
         """Re-cluster the recent history with an embedded utterance and return its speaker."""
