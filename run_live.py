@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     from realtime.runtime.stream_specs import load_stream_specs, specs_from_flags
     from realtime.sources.feed import DeviceError
     from realtime.speakers.attributor import EnrolmentError
-    from realtime.speech.whisper import AsrModelError
+    from realtime.speech.whisper_models import AsrModelError
 
     user_errors = (
         MediaError,

@@ -53,7 +53,7 @@ from conversations import (
 from engines.text_encoder import CACHE_ROOT
 from realtime.frames import AudioChunk
 from realtime.runtime.config import LiveConfig, check_ranges, load_live_config
-from realtime.runtime.runtime import utterance_input
+from realtime.runtime.models import utterance_input
 from realtime.session.pipeline import Pipeline
 from realtime.sources.file import FileSource
 from realtime.speakers.attributor import SpeakerAttributor

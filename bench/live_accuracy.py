@@ -41,8 +41,8 @@ from engines.stream import load_recognizer
 from engines.text_encoder import CACHE_ROOT
 from engines.text_form import generic_speaker_labels
 from realtime.frames import SAMPLE_RATE_HZ, Transcript
-from realtime.runtime.app import utterance_input
 from realtime.runtime.config import load_live_config
+from realtime.runtime.models import utterance_input
 from realtime.session.pipeline import Pipeline, PipelineOptions
 from realtime.sources.file import FileSource
 from realtime.speakers.attributor import SpeakerAttributor

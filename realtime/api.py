@@ -24,7 +24,8 @@ import numpy as np
 from realtime.frames import AudioChunk, SpeechSegment, VideoFrame
 from realtime.outputs.events import Channel, Event, EventFanout, FinalResult, Segmenter, UtteranceStarted
 from realtime.runtime.config import LiveConfig, load_live_config
-from realtime.runtime.runtime import Models, Runtime, StreamReport
+from realtime.runtime.models import Models
+from realtime.runtime.runtime import Runtime, StreamReport
 from realtime.sources.push import Cut, PushMetrics, PushOptions, PushSource
 
 logger = logging.getLogger(__name__)

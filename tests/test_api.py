@@ -117,7 +117,7 @@ def test_a_full_push_queue_drops_the_oldest_audio_counted_and_logged(caplog) -> 
 
 @pytest.fixture(scope="module")
 def models():
-    from realtime.runtime.runtime import load_models
+    from realtime.runtime.models import load_models
 
     return asyncio.run(load_models(LiveConfig()))
 

@@ -24,7 +24,8 @@ from engines.errors import MediaError
 from realtime.frames import SAMPLE_RATE_HZ, AudioChunk, Transcript
 from realtime.outputs.mqtt.address import MqttSettingError
 from realtime.runtime.config import LiveConfig
-from realtime.runtime.runtime import Models, Runtime
+from realtime.runtime.models import Models
+from realtime.runtime.runtime import Runtime
 
 STREAM_BASE = 1000
 """Sample value of chunk i of stream s: s * STREAM_BASE + i."""

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from realtime.frames import SAMPLE_RATE_HZ
-from realtime.speech.whisper import AsrModelError, AsrOptions, Transcriber, resolve_model_dir, silence_reason
+from realtime.speech.whisper import AsrOptions, Transcriber, silence_reason
+from realtime.speech.whisper_models import AsrModelError, resolve_model_dir
 
 NORMALISE = jiwer.Compose(
     [

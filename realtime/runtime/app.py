@@ -19,7 +19,7 @@ from engines.stream import checkpoint_path
 from realtime.outputs.mqtt import topics
 from realtime.outputs.preview import Preview
 from realtime.runtime.config import LiveConfig
-from realtime.runtime.runtime import Runtime, StreamReport, utterance_input
+from realtime.runtime.runtime import Runtime, StreamReport
 from realtime.runtime.stream_specs import StreamSpec, default_stream_id
 from realtime.sources.feed import Source
 from realtime.sources.open import open_source
@@ -27,7 +27,7 @@ from realtime.speakers.attributor import check_enrolment
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["StreamReport", "run_stream", "serve", "utterance_input"]
+__all__ = ["StreamReport", "run_stream", "serve"]
 
 
 async def serve(

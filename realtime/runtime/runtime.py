@@ -1,4 +1,4 @@
-"""Many streams in one process: one runtime owns the models, the MQTT side and the signals.
+"""Many streams in one process: one runtime owns the models (models.py), the MQTT side and the signals.
 
 Shared by every stream: one Whisper behind a `BatchingTranscriber` (utterances of different streams
 that are ready together share one call), one recognizer (each stream has its own `RecognizerSession`,
@@ -17,9 +17,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Self, TextIO
-
-import numpy as np
+from typing import Any, Self, TextIO
 
 from engines import interrupts
 from engines.errors import MediaError
@@ -34,33 +32,16 @@ from realtime.outputs.preview import Preview
 from realtime.outputs.sinks import ConsoleSink, JsonlSink, LineWriter
 from realtime.outputs.speaker_state import SpeakerStateSink
 from realtime.runtime.config import LiveConfig
-from realtime.session.pipeline import EmotionSession, FinalWork, Pipeline, ResultSink, Segmenter
+from realtime.runtime.models import Models, load_models, utterance_input
+from realtime.session.pipeline import FinalWork, Pipeline, ResultSink, Segmenter
 from realtime.sources.feed import DeviceError, Source
 from realtime.sources.open import open_source
-from realtime.speakers.attributor import Embedder, SpeakerAttributor, enrol
+from realtime.speakers.attributor import SpeakerAttributor
 from realtime.speakers.voice_batch import VoiceBatch, timed_voices
 from realtime.speech.vad import VadOptions, VadSegmenter
-from realtime.speech.whisper_batching import BatchingMetrics, BatchingTranscriber, BatchTranscriber
+from realtime.speech.whisper_batching import BatchingMetrics, BatchingTranscriber
 
 logger = logging.getLogger(__name__)
-
-
-class EmotionModel(Protocol):
-    """`engines.stream.Recognizer`: shared weights, one session (causal context) per stream."""
-
-    model_id: str
-
-    def new_session(self, max_context_utterances: int) -> EmotionSession: ...
-
-
-@dataclass(slots=True)
-class Models:
-    transcriber: BatchTranscriber
-    recognizer: EmotionModel
-    voices: Embedder | None = None
-    """The voice encoder shared by every stream's speaker attribution; None when attribution is off."""
-    enrolled: dict[str, np.ndarray] = field(default_factory=dict)
-    """Enrolled name -> unit voice embedding (`--speaker NAME=FILE`)."""
 
 
 @dataclass(slots=True)
@@ -84,52 +65,6 @@ class _Stream:
     stats: StreamStats
     task: asyncio.Task[StreamReport] | None = None
     report: StreamReport | None = field(default=None)
-
-
-def utterance_input(segment: SpeechSegment, transcript: Transcript) -> Any:
-    """The recognizer's input for one utterance: transcript, its audio and the frames shown meanwhile."""
-    from engines.stream import UtteranceInput
-
-    return UtteranceInput(
-        text=transcript.text.strip(),
-        speaker=None,
-        audio=segment.samples,
-        frames=[frame.rgb for frame in segment.frames] or None,
-        voice=np.asarray(transcript.voice, dtype=np.float32) if transcript.voice is not None else None,
-    )
-
-
-async def load_models(config: LiveConfig) -> Models:
-    """Whisper and the recognizer, loaded side by side in worker threads."""
-    import torch
-
-    from engines.stream import load_recognizer
-    from realtime.speech.whisper import Transcriber
-
-    torch.set_num_threads(1)
-    engine = config.engine
-    transcriber, recognizer, voices = await asyncio.gather(
-        asyncio.to_thread(Transcriber, config.asr),
-        asyncio.to_thread(
-            load_recognizer,
-            config.checkpoint_dir,
-            engine.backend,
-            engine.precision,
-            engine.artifacts_dir,
-            config.voice,
-        ),
-        asyncio.to_thread(_load_voices, config),
-    )
-    return Models(transcriber, recognizer, *(voices or (None, {})))
-
-
-def _load_voices(config: LiveConfig) -> tuple[Embedder, dict[str, np.ndarray]] | None:
-    if not config.speakers.enabled:
-        return None
-    from engines.speaker_encoder import load_voice_encoder
-
-    encoder = load_voice_encoder()
-    return encoder, enrol(encoder, config.speakers.enrol)
 
 
 class Runtime:
