@@ -56,7 +56,7 @@ def models() -> dict:
 
 def run_live(conversation: RealConversation, models: dict) -> list:
     """The live loop over the conversation's file, `--no-realtime` (paced by the loop, nothing dropped)."""
-    from realtime.runtime.runtime import utterance_input
+    from realtime.runtime.models import utterance_input
     from realtime.session.pipeline import Pipeline, PipelineOptions
     from realtime.sources.file import FileSource
     from realtime.speakers.attributor import SpeakerAttributor
