@@ -154,7 +154,41 @@ class SpeakerAttributor:
         learns nothing. On the recognizer's worker thread, as `embed`."""
         if not hasattr(self._embedder, "embed_windows"):
             return []
-        return change_points(self._embedder, samples, self.options.change_below)  # type: ignore[arg-type]
+        cuts = change_points(self._embedder, samples, self.options.change_below)  # type: ignore[arg-type]
+        if not cuts:
+            return []
+        # Parts on both sides that sound alike as wholes, or like the same known speaker, are one
+        # person's own variation (a long sentence, a change of tone): kept together.
+        edges = [0, *cuts, len(samples)]
+        parts = [
+            np.asarray(v, np.float64)
+            for v in self._embedder.embed_many([samples[a:b] for a, b in zip(edges[:-1], edges[1:])])
+        ]
+        known = [self._closest(v) for v in parts]
+        return [
+            cut
+            for i, cut in enumerate(cuts)
+            if float(parts[i] @ parts[i + 1]) < self.options.threshold
+            and (known[i] is None or known[i] is not known[i + 1])
+        ]
+
+    def _closest(self, vector: np.ndarray) -> _Speaker | None:
+        """The labelled speaker whose utterances `vector` resembles most on average, if above the threshold."""
+        vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
+        best, best_similarity = None, self.options.threshold
+        for speaker in self._speakers:
+            if speaker.label is None:
+                continue
+            total = speaker.fixed_sum.copy() if speaker.fixed_sum is not None else np.zeros_like(vector)
+            count = speaker.fixed_count
+            for item in self._history:
+                if item.speaker is speaker:
+                    total += item.vector
+                    count += 1
+            similarity = float(total @ vector) / max(count, 1)
+            if similarity >= best_similarity:
+                best, best_similarity = speaker, similarity
+        return best
 
     def assign(self, voice: Voice) -> SpeakerTurn:
         """Re-cluster the recent history with an embedded utterance and return its speaker."""
@@ -172,21 +206,8 @@ class SpeakerAttributor:
         threshold), without learning from them: for interim results. None if nobody is close."""
         started = time.perf_counter()
         vector = np.asarray(self._embedder.embed(samples), np.float64)
-        vector /= max(float(np.linalg.norm(vector)), 1e-12)
         embedded = time.perf_counter()
-        best, best_similarity = None, self.options.threshold
-        for speaker in self._speakers:
-            if speaker.label is None:
-                continue
-            total = speaker.fixed_sum.copy() if speaker.fixed_sum is not None else np.zeros_like(vector)
-            count = speaker.fixed_count
-            for item in self._history:
-                if item.speaker is speaker:
-                    total += item.vector
-                    count += 1
-            similarity = float(total @ vector) / max(count, 1)
-            if similarity >= best_similarity:
-                best, best_similarity = speaker, similarity
+        best = self._closest(vector)
         if best is None or best.label is None:
             return None
         return SpeakerTurn(
