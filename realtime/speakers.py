@@ -16,6 +16,7 @@ the start; two fixed speakers never merge. Overlapping speech gets the voice tha
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import time
@@ -165,7 +166,7 @@ class SpeakerAttributor:
         edges = [0, *cuts, len(samples)]
         parts = [
             np.asarray(v, np.float64)
-            for v in self._embedder.embed_many([samples[a:b] for a, b in zip(edges[:-1], edges[1:])])
+            for v in self._embedder.embed_many([samples[a:b] for a, b in itertools.pairwise(edges)])
         ]
         known = [self._closest(v) for v in parts]
         return [
