@@ -63,7 +63,8 @@ class ResultSink(Protocol):
 class SpeakerAttribution(Protocol):
     """`realtime.speakers.attributor.SpeakerAttributor`: `embed(samples) -> Voice` (audio only, learns nothing),
     `assign(voice) -> SpeakerTurn` (label, name, costs); `identify(samples) -> SpeakerTurn | None`
-    looks up a known voice without learning from it."""
+    looks up a known voice without learning from it. Optional `changes(samples) -> list[int]`: where
+    the voice changes inside a segment; the segment is split there before Whisper."""
 
     def embed(self, samples: Any) -> Any: ...
     def assign(self, voice: Any) -> Any: ...
