@@ -190,3 +190,28 @@ def test_training_goes_on_while_dev_improves_and_stops_after_patience(tmp_path):
         predict_dialogues(engines, checkpoint, [d])[0].probabilities for d in (dialogue, renamed)
     )
     assert np.allclose(first, second, atol=1e-6)
+
+
+def test_averaged_checkpoint_is_the_mean_of_the_last_epochs(tmp_path, monkeypatch):
+    """`average_last_epochs` keeps the mean of the weights after the last N epochs, not a dev pick."""
+    import training.train as train_module
+
+    snapshots = []
+    original_add = train_module.WeightAverage.add
+
+    def recording_add(self, epoch):
+        original_add(self, epoch)
+        snapshots.append((epoch, {k: v.clone() for k, v in self.modules[1].state_dict().items()}))
+
+    monkeypatch.setattr(train_module.WeightAverage, "add", recording_add)
+    train, dev = synthetic(tmp_path / "train.jsonl", 12), synthetic(tmp_path / "dev.jsonl", 4, offset=100)
+    config = small_config(causal=True)
+    config.optim.epochs, config.optim.average_last_epochs, config.optim.patience = 4, 2, 1
+    best = train_model(config, train, dev, tmp_path / "ckpt", seed=0)
+    meta = json.loads((tmp_path / "ckpt" / "checkpoint.json").read_text())
+    assert best["epochs_averaged"] == [3, 4] and len(meta["history"]) == 4  # patience ignored
+    name = "head.weight" if "head.weight" in snapshots[0][1] else next(iter(snapshots[0][1]))
+    expected = (snapshots[2][1][name] + snapshots[3][1][name]) / 2
+    saved = load_checkpoint(tmp_path / "ckpt").network.state_dict()[name]
+    assert not torch.allclose(snapshots[2][1][name], snapshots[3][1][name])
+    assert torch.allclose(saved.float(), expected.float(), atol=1e-3)

@@ -32,6 +32,10 @@ class OptimConfig:
     modality_dropout: float = 0.2  # chance to hide a non-text modality per utterance while training
     threads: int = 1  # torch threads; on 2 shared cores one thread is fastest
     patience: int = 0  # stop after this many epochs without a better dev w-F1; 0 runs all `epochs`
+    average_last_epochs: int = 0
+    """Keep the mean of the weights after each of the last N epochs instead of the best dev epoch:
+    no choice on dev (which over-fits it), a flatter optimum. 0 keeps the best epoch; `patience` is
+    then ignored."""
 
 
 @dataclass

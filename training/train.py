@@ -183,6 +183,7 @@ def train_model(
         copy_extractor(out_dir, modality, features.extractor_dir)
     best: dict = {"weighted_f1": -1.0}
     history = []
+    averaging = WeightAverage(encoder, network, optim.average_last_epochs, optim.epochs)
     for epoch in range(1, optim.epochs + 1):
         encoder.train()
         network.train()
@@ -218,22 +219,54 @@ def train_model(
             report["weighted_f1"],
             report["accuracy"],
         )
-        if report["weighted_f1"] > best["weighted_f1"]:
+        if averaging.enabled:
+            averaging.add(epoch)
+        elif report["weighted_f1"] > best["weighted_f1"]:
             best = {**report, "epoch": epoch}
             meta.update(dev=best, history=history, train_seconds=round(time.monotonic() - started, 1))
             save_checkpoint(out_dir, config_to_dict(config), labels, encoder, network, meta)
         elif optim.patience and epoch - best["epoch"] >= optim.patience:
             log.info("no better dev w-F1 for %d epochs: stopping after epoch %d", optim.patience, epoch)
             break
+    if averaging.enabled:
+        averaging.load_mean()
+        best = {**evaluate_encoded(encoder, network, dev_set, labels), "epochs_averaged": averaging.epochs}
+        meta.update(dev=best)
+        save_checkpoint(out_dir, config_to_dict(config), labels, encoder, network, meta)
+        log.info("mean of the weights after epochs %s: dev w-F1 %.2f", averaging.epochs, best["weighted_f1"])
     meta.update(history=history, train_seconds=round(time.monotonic() - started, 1))
     (out_dir / "checkpoint.json").write_text(json.dumps(meta, indent=2) + "\n")
-    log.info(
-        "best epoch %d: dev w-F1 %.2f; %.0f s in all",
-        best["epoch"],
-        best["weighted_f1"],
-        meta["train_seconds"],
-    )
+    if not averaging.enabled:
+        log.info("best epoch %d: dev w-F1 %.2f", best["epoch"], best["weighted_f1"])
+    log.info("%.0f s in all", meta["train_seconds"])
     return best
+
+
+class WeightAverage:
+    """The running mean of the trained weights (network and fine-tuned encoder layers) over the last
+    `last` of `epochs` epochs: stochastic weight averaging with one snapshot per epoch."""
+
+    def __init__(self, encoder: SplitTextEncoder, network: M2FNet, last: int, epochs: int):
+        self.modules = (encoder.top_layers, network)
+        self.enabled = last > 0
+        self.first = max(1, epochs - last + 1)
+        self.epochs: list[int] = []
+        self.sums: list[dict[str, torch.Tensor]] = [{} for _ in self.modules]
+
+    def add(self, epoch: int) -> None:
+        if epoch < self.first:
+            return
+        self.epochs.append(epoch)
+        for module, sums in zip(self.modules, self.sums):
+            for name, value in module.state_dict().items():
+                if value.is_floating_point():
+                    sums[name] = sums.get(name, 0) + value.detach().clone()
+
+    def load_mean(self) -> None:
+        for module, sums in zip(self.modules, self.sums):
+            state = module.state_dict()
+            state.update({name: total / len(self.epochs) for name, total in sums.items()})
+            module.load_state_dict(state)
 
 
 def encode_for_checkpoint(checkpoint: Checkpoint, dialogues, modality_vectors: ModalityVectors | None = None):
