@@ -44,6 +44,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--streams", metavar="FILE.yaml", help="streams to serve: a list of {id, source, ...}"
     )
+    parser.add_argument(
+        "--cluster",
+        metavar="auto|HOST:PORT",
+        help="serve the streams on a Ray cluster (auto: RAY_ADDRESS, a cluster on this machine, or a new "
+        "local one); needs the cluster extra",
+    )
     parser.add_argument("--config", help="YAML options (see configs/live.yaml)")
     parser.add_argument("--checkpoint", help="recognizer checkpoint directory (default: the shipped one)")
     parser.add_argument(
@@ -94,6 +100,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("one of --source (repeatable) or --streams FILE.yaml is required")
     if args.source and args.streams:
         parser.error("give --source (repeatable) or --streams FILE.yaml, not both")
+    if args.cluster and args.preview:
+        parser.error("--preview draws frames in this process: not with --cluster")
     return args
 
 
@@ -125,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     from realtime.speakers.attributor import EnrolmentError
     from realtime.speech.whisper_models import AsrModelError
 
+    serve_on_cluster, cluster_errors = _cluster_entry(args.cluster)
+
     user_errors = (
         MediaError,
         DeviceError,
@@ -137,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         EnrolmentError,
         OverlayError,
         PreviewError,
+        *cluster_errors,
     )
     console: TextIO = sys.stderr if args.jsonl == "-" else sys.stdout
     try:
@@ -175,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
             async def run() -> list:
                 async with consumers:
                     on = consumers.wrap(on_broker)
+                    if args.cluster:
+                        return await serve_on_cluster(
+                            config, specs, args.cluster, console=console, jsonl=jsonl, on_broker=on
+                        )
                     return await serve(
                         config, specs, console=console, jsonl=jsonl, on_broker=on, preview=preview
                     )
@@ -186,14 +201,31 @@ def main(argv: list[str] | None = None) -> int:
     failed = [r for r in reports if r.error is not None]
     for report in failed:
         print(f"error: stream {report.stream_id}: {report.error}", file=sys.stderr)
-    undelivered = [r for r in reports if r.delivery.undelivered]
+    undelivered = [r for r in reports if _delivery(r).undelivered]
     for report in undelivered:
         print(
-            f"error: stream {report.stream_id}: {report.delivery.undelivered} of {report.delivery.produced} "
+            f"error: stream {report.stream_id}: {_delivery(report).undelivered} of {_delivery(report).produced} "
             f"results not acknowledged by the MQTT broker at {report.broker_url}",
             file=sys.stderr,
         )
     return 2 if failed else UNDELIVERED_EXIT if undelivered else 0
+
+
+def _cluster_entry(address: str | None) -> tuple:
+    """`serve_on_cluster` and its user errors; Ray is imported only with `--cluster`."""
+    if not address:
+        return None, ()
+    try:
+        from realtime.cluster.client import ClusterError, serve_on_cluster
+    except ImportError as exc:
+        print(f"error: --cluster needs the cluster extra (pip install -e .[cluster]): {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return serve_on_cluster, (ClusterError,)
+
+
+def _delivery(report):
+    """A single-process `StreamReport` carries `delivery`; a `ClusterReport` is its own."""
+    return getattr(report, "delivery", report)
 
 
 _VALUE_FLAGS = {

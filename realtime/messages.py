@@ -87,6 +87,8 @@ class EmotionResult:
     by_modality: dict[str, dict[str, float]] = field(default_factory=dict)
     """What each branch said alone: "text" (the words in their context), "voice" (how they were said)
     when the voice branch ran; `scores` is their fusion."""
+    host: str | None = None
+    """The cluster host that served the stream (`realtime.cluster`); None outside a cluster."""
 
     def to_dict(self) -> dict[str, Any]:
         """The schema-2 message, keys in the documented order."""
@@ -108,6 +110,7 @@ class EmotionResult:
             "modalities": {name: bool(self.modalities.get(name, False)) for name in MODALITIES},
             "timings_ms": self.timings_ms.to_dict(),
             "model": self.model,
+            "host": self.host,
         }
 
     def to_json(self) -> str:

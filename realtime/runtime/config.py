@@ -42,12 +42,27 @@ _RANGES: dict[str, tuple[float, float]] = {
     "speakers.change_below": (-1.0, 1.0),
     "asr.encoder_workers": (1, 64),
     "asr.greedy_batch_utterances": (0, 256),
+    "cluster.check_interval_s": (0.05, 60.0),
+    "cluster.host_timeout_s": (0.2, 600.0),
 }
 """Bounds of the settings whose bad values would otherwise fail deep inside a component."""
 
 
 class ConfigError(ValueError):
     """A config file that cannot be used; the message names the file and the key."""
+
+
+@dataclass(slots=True)
+class ClusterOptions:
+    """How `--cluster` spreads streams over the machines of a Ray cluster (`realtime.cluster`)."""
+
+    streams_per_host: int | None = None
+    """Streams one machine serves at most; None: 4 per CPU Ray gives the node (8 demo streams on 2 cores
+    keep p95 under 1 s, `bench/multistream.py`). More wait `pending` until a host has room."""
+    check_interval_s: float = 0.5
+    """How often the supervisor asks every host where its streams are."""
+    host_timeout_s: float = 2.0
+    """A host that answers no check for this long is taken for dead: its streams move."""
 
 
 @dataclass(slots=True)
@@ -72,6 +87,8 @@ class LiveConfig:
     """Emotion from the voice (Whisper encoder states) fused with the words; `model_dir: null` for words only."""
     stream_id: str | None = None
     """Stream id in topics and messages; None derives it from the source."""
+    cluster: ClusterOptions = field(default_factory=ClusterOptions)
+    """Only used with `--cluster`."""
 
 
 def load_live_config(path: str | Path | None) -> LiveConfig:

@@ -57,6 +57,17 @@ class StreamReport:
 
 
 @dataclass(slots=True)
+class StreamProgress:
+    next_utterance_id: int
+    published_until_s: float
+    """Stream time where the last published utterance ended."""
+    heard_s: float
+    """Stream time of the last audio read."""
+    report: StreamReport | None
+    """Set once the stream has ended."""
+
+
+@dataclass(slots=True)
 class _Stream:
     stream_id: str
     source: Source
@@ -82,10 +93,13 @@ class Runtime:
         make_segmenter: Callable[[VadOptions], Segmenter] = VadSegmenter,
         make_input: Callable[[SpeechSegment, Transcript], Any] = utterance_input,
         handle_signals: bool = True,
+        host: str | None = None,
     ) -> None:
         """`label_console` starts console lines with the stream id (several streams). `node_id` names
         the process-level `<prefix>/<node>/available` that carries the last will (see `MqttPublisher`).
-        `models`, `make_segmenter` and `make_input` replace the real stages (a test harness)."""
+        `models`, `make_segmenter` and `make_input` replace the real stages (a test harness). `host`
+        names this process in every result (a cluster host, `realtime.cluster`)."""
+        self.host = host
         self.config = config
         self.models = models
         self.broker_url = ""
@@ -158,17 +172,19 @@ class Runtime:
         config: LiveConfig | None = None,
         preview: Preview | None = None,
         tap: StreamTap | None = None,
+        first_utterance_id: int = 1,
     ) -> asyncio.Task[StreamReport]:
         """Start serving a source (a spec for `open_source`, or an opened source); `config` overrides
         the runtime's capture, VAD and pipeline options for this stream; `preview` draws its frames;
-        `tap` receives the stream's events beside MQTT (`realtime.api`). Returns the stream's task.
+        `tap` receives the stream's events beside MQTT (`realtime.api`); `first_utterance_id` continues
+        a stream moved from another host. Returns the stream's task.
 
         Raises `MqttSettingError` for a stream id that is taken or not a valid topic level, and
         `MediaError` / `DeviceError` for a spec that cannot be opened.
         """
         if self._publisher is None or self._batcher is None or self.models is None:
             raise RuntimeError("the runtime is not started (or was stopped while starting)")
-        if stream_id in self._streams:
+        if stream_id in self._streams and self._streams[stream_id].report is None:
             raise MqttSettingError(f"bad MQTT stream id {stream_id!r}: two streams have it")
         config = config or self.config
         if isinstance(source, str):
@@ -206,6 +222,8 @@ class Runtime:
             emotion_executor=self._emotion_pool,
             final_work=self._final_work,
             voices=self._voices,
+            host=self.host,
+            first_utterance_id=first_utterance_id,
         )
         assert self._publisher is not None
         stats = StreamStats(stream_id, pipeline.metrics, channel.delivery, self._publisher.metrics)
@@ -220,6 +238,25 @@ class Runtime:
         if self.stopped:
             pipeline.stop()
         return stream.task
+
+    def progress(self) -> dict[str, StreamProgress]:
+        """Where each stream is, for a cluster host to report (`realtime.cluster`)."""
+        return {
+            s.stream_id: StreamProgress(
+                s.pipeline.next_utterance_id,
+                s.pipeline.published_until_s,
+                s.pipeline.metrics.stream_end_s,
+                s.report,
+            )
+            for s in self._streams.values()
+        }
+
+    def stop_stream(self, stream_id: str, handing_over: bool = False) -> None:
+        """Stop capturing on one stream; what it already heard is still published. `handing_over`:
+        another process serves it next, so its status is not set `offline`."""
+        stream = self._streams[stream_id]
+        stream.channel.handing_over = handing_over
+        stream.pipeline.stop()
 
     async def wait(self) -> list[StreamReport]:
         """Until every stream has ended; one report per stream, in the order they were added."""

@@ -132,6 +132,8 @@ class Pipeline:
         emotion_executor: Executor | None = None,
         final_work: FinalWork | None = None,
         voices: VoiceBatch | None = None,
+        host: str | None = None,
+        first_utterance_id: int = 1,
     ) -> None:
         """`make_input(segment, transcript)` builds the recognizer's input (`engines.stream.UtteranceInput`);
         with an `attributor`, its `speaker` is set to the utterance's speaker label before recognition.
@@ -143,6 +145,8 @@ class Pipeline:
         `final_work`: shared likewise, so that no stream's interim results hold up another's finals.
         `voices`: shared likewise, so that streams' voice embeddings asked at once share one call; None
         embeds with the `attributor` on the emotion executor. Unused without an `attributor`.
+        `host` names the cluster host in every result; `first_utterance_id` continues the ids of a
+        stream that moved from another host (`realtime.cluster`).
         """
         self.stream_id = stream_id
         self.model_id = model_id
@@ -184,7 +188,10 @@ class Pipeline:
         self._stop = asyncio.Event()
         self._aborted = False
         self._tasks: list[asyncio.Task[None]] = []
-        self._next_utterance_id = 1
+        self.host = host
+        self._next_utterance_id = first_utterance_id
+        self.published_until_s = 0.0
+        """Stream time where the last published utterance ended: a moved stream resumes there."""
         self._started = 0.0
         self._source_error: Exception | None = None
 
@@ -373,10 +380,15 @@ class Pipeline:
             )
             result = self._result(segment, transcript, prediction, turn, timings)
             self._next_utterance_id += 1
+            self.published_until_s = segment.end_s
             for sink in self._sinks:
                 sink.emit(result)
             self._record(timings)
         self.metrics.wall_s = time.perf_counter() - self._started
+
+    @property
+    def next_utterance_id(self) -> int:
+        return self._next_utterance_id
 
     @property
     def speaking(self) -> bool:
@@ -413,6 +425,7 @@ class Pipeline:
             timings_ms=timings,
             speaker=turn.name if turn is not None else None,
             by_modality=dict(getattr(prediction, "by_modality", {})),
+            host=self.host,
         )
 
     async def _transcribe_interim(self, samples: Any) -> Transcript:

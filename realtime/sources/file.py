@@ -37,8 +37,11 @@ class FileSource:
     """A media file (wav, flac, mp3, mp4, mkv, avi, webm...) decoded with PyAV, audio and video interleaved
     in stream-time order."""
 
-    def __init__(self, path: str | Path, options: CaptureOptions | None = None) -> None:
+    def __init__(self, path: str | Path, options: CaptureOptions | None = None, start_s: float = 0.0) -> None:
+        """`start_s`: skip what comes before (a stream resumed on another cluster host); stream times
+        stay the file's."""
         self.path = Path(path)
+        self.start_s = start_s
         self.name = str(path)
         self.options = options or CaptureOptions()
         self.has_audio = False
@@ -78,10 +81,12 @@ class FileSource:
             while (item := await feed.get()) is not _END:
                 if isinstance(item, _Failure):
                     raise item.error
+                due = item.end_s if isinstance(item, AudioChunk) else item.time_s
+                if due <= self.start_s:
+                    continue
                 if self.options.realtime:
                     # A chunk exists only once its last sample has been "heard", as from a microphone.
-                    due = item.end_s if isinstance(item, AudioChunk) else item.time_s
-                    delay = origin + due - time.monotonic()
+                    delay = origin + due - self.start_s - time.monotonic()
                     if delay > 0:
                         await asyncio.sleep(delay)
                 yield item

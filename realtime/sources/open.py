@@ -21,11 +21,12 @@ DEMO_CLIP_PATH = Path(__file__).resolve().parents[2] / "assets" / "demo" / "demo
 NETWORK_SCHEMES = ("rtsp://", "rtmp://", "http://", "https://")
 
 
-def open_source(spec: str, options: CaptureOptions | None = None) -> Source:
+def open_source(spec: str, options: CaptureOptions | None = None, start_s: float = 0.0) -> Source:
     """`mic`, `mic:INDEX|NAME`, `webcam`, `webcam:INDEX`, `live`, `demo` (the bundled clip), a media file, a
     network stream (`rtsp://`, `rtmp://`, `http(s)://`, see `realtime.sources.network`).
 
     The keywords win over files of the same name: write `./mic` for a file called `mic`.
+    `start_s` skips the beginning of a file (a stream resumed elsewhere); live sources ignore it.
     """
     options = options or CaptureOptions()
     if spec.startswith(NETWORK_SCHEMES):
@@ -43,5 +44,5 @@ def open_source(spec: str, options: CaptureOptions | None = None) -> Source:
         if not DEMO_CLIP_PATH.is_file():
             build = "python scripts/make_demo_clip.py"
             raise MediaError(f"cannot read media file '{DEMO_CLIP_PATH}': missing (build it: {build})")
-        return FileSource(DEMO_CLIP_PATH, options)
-    return FileSource(spec, options)
+        return FileSource(DEMO_CLIP_PATH, options, start_s)
+    return FileSource(spec, options, start_s)

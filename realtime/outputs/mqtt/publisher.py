@@ -192,6 +192,8 @@ class StreamChannel:
         self.available_topic = topics.stream_topic(prefix, stream_id, "available")
         self.status_topic = topics.stream_topic(prefix, stream_id, "status")
         self.status = ONLINE
+        self.handing_over = False
+        """Closed because another process serves the stream next (a cluster drain): no `offline`."""
         self.delivery = DeliveryStats()
         self._publisher = publisher
 
@@ -276,9 +278,24 @@ class MqttPublisher:
             self.outbox.put(_Message(channel.status_topic, ONLINE, retain=True))
         return channel
 
+    def publish_retained(self, topic: str, payload: str) -> None:
+        """Queue a retained message on any topic (the cluster's state and its streams' status)."""
+        self.outbox.put(_Message(topic, payload, retain=True, latest_only=True))
+
+    async def delivered(self, timeout_s: float) -> bool:
+        """Wait until the outbox is empty (every queued message acknowledged); False after `timeout_s`."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while len(self.outbox):
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
     def close_stream(self, channel: StreamChannel) -> None:
         if channel in self._streams:
             self._streams.remove(channel)
+            if channel.handing_over:
+                return
             channel.set_status(OFFLINE)
             if channel.available_topic != self.node_topic:
                 self.outbox.put(_Message(channel.available_topic, OFFLINE, retain=True))

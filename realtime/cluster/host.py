@@ -1,0 +1,122 @@
+"""One host per machine: a Ray actor that owns a `Runtime` (models loaded once, many streams, its own MQTT
+connection with its own last will on `<prefix>/<host>/available`). Sources are opened where the host runs,
+so audio never crosses Ray's object store; only small progress reports do."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from realtime.cluster.resume import ResumeTap, read_resume
+from realtime.runtime.config import LiveConfig
+from realtime.runtime.runtime import Runtime
+from realtime.runtime.stream_specs import StreamSpec
+from realtime.sources.open import open_source
+
+logger = logging.getLogger(__name__)
+
+USER_ERRORS = ("MediaError", "DeviceError", "MqttSettingError")
+"""Errors of a stream's own spec (an unreadable file, a taken id): the stream ends, the host goes on."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStatus:
+    """What a host says about one of its streams at each check."""
+
+    spec: StreamSpec
+    next_utterance_id: int
+    published_until_s: float
+    heard_s: float
+    ended: bool
+    produced: int
+    acknowledged: int
+    error: str | None
+
+
+class StreamHost:
+    """Wrapped by `ray.remote` in `realtime.cluster.supervisor`; every method runs on the host's event loop."""
+
+    def __init__(self, config: LiveConfig, name: str) -> None:
+        self.name = name
+        self.config = config
+        self.runtime: Runtime | None = None
+        self.specs: dict[str, StreamSpec] = {}
+
+    async def start(self) -> str:
+        """Connect to the broker and load the models (seconds); the supervisor places streams after."""
+        if self.runtime is None:
+            from realtime.runtime import env as runtime_env
+
+            runtime_env.apply()
+            logging.basicConfig(level=logging.WARNING)
+            runtime = Runtime(self.config, node_id=self.name, host=self.name, handle_signals=False)
+            await runtime.start()
+            self.runtime = runtime
+        return self.name
+
+    async def add(self, spec: StreamSpec, first_utterance_id: int, resume_s: float, moved: bool) -> str | None:
+        """Serve `spec`, its ids from `first_utterance_id`, a file from `resume_s`; a `moved` stream
+        continues from the broker's retained position when that is further. -> None, or the one-line
+        error that ends the stream (a file that cannot be read on this machine)."""
+        assert self.runtime is not None
+        if spec.stream_id in self.runtime.progress() and self.runtime.progress()[spec.stream_id].report is None:
+            return None  # a retried placement: already served here
+        if moved:
+            retained = await read_resume(self.config, spec.stream_id)
+            if retained is not None:
+                first_utterance_id = max(first_utterance_id, retained[0])
+                resume_s = max(resume_s, retained[1])
+        try:
+            source = await asyncio.to_thread(open_source, spec.source, spec.config.capture, resume_s)
+            await self.runtime.add_stream(
+                source,
+                spec.stream_id,
+                spec.config,
+                tap=ResumeTap(fresh=not moved),
+                first_utterance_id=first_utterance_id,
+            )
+        except Exception as exc:
+            if type(exc).__name__ not in USER_ERRORS:
+                raise
+            return f"{self.name}: {exc}"
+        self.specs[spec.stream_id] = spec
+        return None
+
+    def status(self) -> dict[str, StreamStatus]:
+        """Every stream this host has served since it started, and where each has got to."""
+        if self.runtime is None:
+            return {}
+        out = {}
+        for stream_id, progress in self.runtime.progress().items():
+            report = progress.report
+            delivery = report.delivery if report is not None else None
+            out[stream_id] = StreamStatus(
+                self.specs[stream_id],
+                progress.next_utterance_id,
+                progress.published_until_s,
+                progress.heard_s,
+                report is not None,
+                delivery.produced if delivery else 0,
+                delivery.acknowledged if delivery else 0,
+                str(report.error) if report is not None and report.error is not None else None,
+            )
+        return out
+
+    def release(self, stream_id: str) -> None:
+        """Stop one stream gracefully (what it heard is published) without marking it `offline`: it is
+        being handed to another host (a drain)."""
+        assert self.runtime is not None
+        self.runtime.stop_stream(stream_id, handing_over=True)
+
+    def stop(self, stream_id: str) -> None:
+        """Stop one stream gracefully; it goes `offline`."""
+        assert self.runtime is not None
+        self.runtime.stop_stream(stream_id)
+
+    async def shutdown(self) -> None:
+        """Stop every stream (what was heard is published), deliver the outbox, disconnect."""
+        if self.runtime is not None:
+            self.runtime.stop()
+            await self.runtime.wait()
+            await self.runtime.close()
