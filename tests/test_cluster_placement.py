@@ -59,3 +59,13 @@ def test_a_lost_host_leaves_its_streams_relocating_first_in_line():
     assert [s.stream_id for s in placement.waiting()][:2] == ["s0", "s2"]
     assert placement.waiting()[-1].stream_id == "new"
     assert placement.choose_host(moved[0]) is None  # h1 is full: they wait for room
+
+
+def test_new_streams_wait_for_a_less_loaded_host_still_starting_moved_ones_do_not():
+    placement = cluster(4, 4)
+    placement.hosts["h1"].ready = False
+    chosen = place_all(placement, [stream("a"), stream("b")])
+    assert chosen == ["h0", None]  # b waits for h1 rather than doubling up on h0
+    moving = stream("m")
+    moving.status = "relocating"
+    assert placement.choose_host(moving).name == "h0"

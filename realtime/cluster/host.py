@@ -16,6 +16,9 @@ from realtime.sources.open import open_source
 
 logger = logging.getLogger(__name__)
 
+HAND_OVER_WITHIN_S = 15.0
+"""A drained stream leaves at its next pause; a speaker who never pauses is cut after this long."""
+
 USER_ERRORS = ("MediaError", "DeviceError", "MqttSettingError")
 """Errors of a stream's own spec (an unreadable file, a taken id): the stream ends, the host goes on."""
 
@@ -103,11 +106,11 @@ class StreamHost:
             )
         return out
 
-    def release(self, stream_id: str) -> None:
-        """Stop one stream gracefully (what it heard is published) without marking it `offline`: it is
-        being handed to another host (a drain)."""
+    async def release(self, stream_id: str) -> None:
+        """Stop one stream at its next pause (what it heard is published) without marking it `offline`:
+        it is being handed to another host (a drain)."""
         assert self.runtime is not None
-        self.runtime.stop_stream(stream_id, handing_over=True)
+        await self.runtime.hand_over(stream_id, within_s=HAND_OVER_WITHIN_S)
 
     def stop(self, stream_id: str) -> None:
         """Stop one stream gracefully; it goes `offline`."""

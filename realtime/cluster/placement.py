@@ -31,6 +31,10 @@ class ClusterStream:
     status: str = "pending"
     """pending | relocating | online | ended"""
     moves: int = 0
+    delivered_before: tuple[int, int] = (0, 0)
+    """Results produced and acknowledged on the hosts it has left (as last reported)."""
+    delivered_here: tuple[int, int] = (0, 0)
+    """The same on its current host."""
     report: dict = field(default_factory=dict)
     """The host's summary once ended: results produced and acknowledged, the error if any."""
 
@@ -61,13 +65,19 @@ class Placement:
         self.hosts: dict[str, HostSlot] = {}
 
     def choose_host(self, stream: ClusterStream) -> HostSlot | None:
-        """The least-loaded ready host with room that may run `stream`."""
+        """The least-loaded ready host with room that may run `stream`. A new stream waits (None) when
+        the least-loaded one is still loading its models, so that a cluster starting up is not filled
+        from the first host ready; a relocating stream takes the best host ready now."""
         fits = [
             h
             for h in self.hosts.values()
-            if h.ready and not h.draining and h.free > 0 and stream.node in (None, h.node_id)
+            if (h.ready or stream.status == "pending")
+            and not h.draining
+            and h.free > 0
+            and stream.node in (None, h.node_id)
         ]
-        return min(fits, key=lambda h: (len(h.streams) / h.capacity, h.name), default=None)
+        best = min(fits, key=lambda h: (len(h.streams) / h.capacity, not h.ready, h.name), default=None)
+        return best if best is not None and best.ready else None
 
     def assign(self, stream: ClusterStream, host: HostSlot) -> None:
         stream.host = host.name
@@ -79,6 +89,7 @@ class Placement:
             self.hosts[stream.host].streams.discard(stream.stream_id)
         stream.host = None
         stream.status = status
+        _left_host(stream)
 
     def waiting(self) -> list[ClusterStream]:
         """Streams without a host, relocating ones first (they were being served), then in order."""
@@ -93,6 +104,7 @@ class Placement:
             stream.host = None
             stream.status = "relocating"
             stream.moves += 1
+            _left_host(stream)
         return moved
 
     def state(self) -> dict:
@@ -114,3 +126,9 @@ class Placement:
             },
             "pending": [s.stream_id for s in self.streams.values() if s.status == "pending"],
         }
+
+
+def _left_host(stream: ClusterStream) -> None:
+    here, before = stream.delivered_here, stream.delivered_before
+    stream.delivered_before = (before[0] + here[0], before[1] + here[1])
+    stream.delivered_here = (0, 0)

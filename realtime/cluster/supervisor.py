@@ -139,8 +139,8 @@ class Supervisor:
             return []
         slot.draining = True
         moved = sorted(slot.streams)
-        for stream_id in moved:
-            await _call(self.handles[host].release.remote(stream_id), self.options.host_timeout_s)
+        releases = [self.handles[host].release.remote(stream_id) for stream_id in moved]
+        await asyncio.gather(*(_call(ref, 30.0) for ref in releases))
         return moved
 
     async def idle(self) -> bool:
@@ -242,6 +242,8 @@ class Supervisor:
                 continue  # an older instance on a host it has left
             stream.next_utterance_id = max(stream.next_utterance_id, status.next_utterance_id)
             stream.resume_s = max(stream.resume_s, status.published_until_s)
+            if stream.host == host or (stream.host is None and not status.ended):
+                stream.delivered_here = (status.produced, status.acknowledged)
             if not status.ended:
                 if stream.host is None and stream.status != "ended":
                     self.placement.assign(stream, slot)
@@ -254,8 +256,9 @@ class Supervisor:
                 stream.moves += 1
                 self._status(stream_id, "relocating")
                 continue
-            stream.report = {"produced": status.produced, "acknowledged": status.acknowledged, "error": status.error}
             self.placement.unassign(stream, "ended")
+            produced, acknowledged = stream.delivered_before
+            stream.report = {"produced": produced, "acknowledged": acknowledged, "error": status.error}
 
     async def _lose(self, name: str, why: str) -> None:
         """A host is gone (or must be taken for gone): make sure it is, then move its streams."""

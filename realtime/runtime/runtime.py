@@ -258,6 +258,15 @@ class Runtime:
         stream.channel.handing_over = handing_over
         stream.pipeline.stop()
 
+    async def hand_over(self, stream_id: str, within_s: float) -> None:
+        """Stop a stream another process will serve next, in a pause when one comes within `within_s`
+        (no utterance is cut in two), then without `offline`."""
+        pipeline = self._streams[stream_id].pipeline
+        deadline = asyncio.get_running_loop().time() + within_s
+        while pipeline.speaking and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        self.stop_stream(stream_id, handing_over=True)
+
     async def wait(self) -> list[StreamReport]:
         """Until every stream has ended; one report per stream, in the order they were added."""
         tasks = [s.task for s in self._streams.values() if s.task is not None]
