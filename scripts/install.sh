@@ -14,13 +14,13 @@ mpnet=0
 pipecat=0
 for arg in "$@"; do
     case "$arg" in
-        --dev) extras="mic,dev"; pipecat=1 ;;
+        --dev) extras="mic,dev,cluster"; pipecat=1 ;;
         --mpnet) mpnet=1 ;;
         --pipecat) pipecat=1 ;;
         *) echo "usage: scripts/install.sh [--dev] [--mpnet] [--pipecat]" >&2; exit 2 ;;
     esac
 done
-if [ "$extras" = "mic,dev" ]; then
+if [ "$extras" = "mic,dev,cluster" ]; then
     # The overlay page's tests render it in Debian's headless Chromium (never a downloaded browser).
     $sudo_cmd apt-get install -y -qq --no-install-recommends chromium >/dev/null
     # Tests only: a virtual microphone (PulseAudio playing a file) for the real mic path end to end.

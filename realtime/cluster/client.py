@@ -59,7 +59,9 @@ def connect(address: str) -> None:
         ray.init(address=target, **kwargs)
     except ConnectionError as exc:
         if address != "auto" or os.environ.get("RAY_ADDRESS"):
-            raise ClusterError(f"--cluster {address}: no Ray cluster there ({str(exc).splitlines()[0]})") from None
+            raise ClusterError(
+                f"--cluster {address}: no Ray cluster there ({str(exc).splitlines()[0]})"
+            ) from None
         ray.init(**kwargs)  # auto and nothing running: a one-machine cluster for this run
 
 
@@ -76,29 +78,21 @@ async def serve_on_cluster(
     every stream stops gracefully; a second signal leaves without waiting)."""
     import ray
 
-    from realtime.cluster.supervisor import NAMESPACE, SUPERVISOR_NAME, Supervisor
+    from realtime.cluster.supervisor import supervisor as start_supervisor
 
     await asyncio.to_thread(connect, address)
     broker = None
     if not config.mqtt.url:
         broker = EmbeddedBroker()
         config.mqtt.url = await broker.start()
-        logger.warning("embedded MQTT broker %s: reachable from this machine only (give --mqtt for more)", config.mqtt.url)
+        logger.warning(
+            "embedded MQTT broker %s: reachable from this machine only (give --mqtt for more)",
+            config.mqtt.url,
+        )
     ids = [spec.stream_id for spec in specs]
     results = _ResultReader(config, ids, console, jsonl)
     await results.start()
-    supervisor = (
-        ray.remote(Supervisor)
-        .options(
-            name=SUPERVISOR_NAME,
-            namespace=NAMESPACE,
-            lifetime="detached",
-            get_if_exists=True,
-            max_restarts=-1,
-            num_cpus=0,
-        )
-        .remote(config)
-    )
+    supervisor = start_supervisor(config)
     node = ray.get_runtime_context().get_node_id()
     signals = 0
 
@@ -168,7 +162,9 @@ async def _wait_until_ended(supervisor, ids: list[str], give_up) -> dict:
 class _ResultReader:
     """The run's results from `<prefix>/+/utterance`, written to the console / JSON lines as they come."""
 
-    def __init__(self, config: LiveConfig, ids: list[str], console: TextIO | None, jsonl: TextIO | None) -> None:
+    def __init__(
+        self, config: LiveConfig, ids: list[str], console: TextIO | None, jsonl: TextIO | None
+    ) -> None:
         self.config = config
         self.ids = set(ids)
         self.console = console
@@ -180,14 +176,18 @@ class _ResultReader:
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._read())
-        await asyncio.wait({self._task, asyncio.ensure_future(self._subscribed.wait())}, return_when="FIRST_COMPLETED")
+        await asyncio.wait(
+            {self._task, asyncio.ensure_future(self._subscribed.wait())}, return_when="FIRST_COMPLETED"
+        )
         if self._task.done():
             self._task.result()
 
     async def _read(self) -> None:
         address = parse_mqtt_url(self.config.mqtt.url or "")
         topic = stream_topic(self.config.mqtt.topic_prefix, "+", "utterance")
-        async with mqtt_client(address, tls_context(address.tls, self.config.mqtt), "cluster-client") as client:
+        async with mqtt_client(
+            address, tls_context(address.tls, self.config.mqtt), "cluster-client"
+        ) as client:
             await client.subscribe(topic, qos=1)
             self._subscribed.set()
             async for message in client.messages:

@@ -5,6 +5,7 @@ so audio never crosses Ray's object store; only small progress reports do."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from dataclasses import dataclass
 
@@ -40,9 +41,12 @@ class StreamStatus:
 class StreamHost:
     """Wrapped by `ray.remote` in `realtime.cluster.supervisor`; every method runs on the host's event loop."""
 
-    def __init__(self, config: LiveConfig, name: str) -> None:
+    def __init__(self, config: LiveConfig, name: str, cpus: int) -> None:
+        """`cpus`: what Ray gives the node; Whisper encodes no more utterances at once than that, so
+        hosts sharing a machine (or a container's share of one) do not oversubscribe its cores."""
         self.name = name
-        self.config = config
+        self.config = copy.deepcopy(config)
+        self.config.asr.encoder_workers = max(1, min(config.asr.encoder_workers, cpus))
         self.runtime: Runtime | None = None
         self.specs: dict[str, StreamSpec] = {}
 
@@ -58,12 +62,17 @@ class StreamHost:
             self.runtime = runtime
         return self.name
 
-    async def add(self, spec: StreamSpec, first_utterance_id: int, resume_s: float, moved: bool) -> str | None:
+    async def add(
+        self, spec: StreamSpec, first_utterance_id: int, resume_s: float, moved: bool
+    ) -> str | None:
         """Serve `spec`, its ids from `first_utterance_id`, a file from `resume_s`; a `moved` stream
         continues from the broker's retained position when that is further. -> None, or the one-line
         error that ends the stream (a file that cannot be read on this machine)."""
         assert self.runtime is not None
-        if spec.stream_id in self.runtime.progress() and self.runtime.progress()[spec.stream_id].report is None:
+        if (
+            spec.stream_id in self.runtime.progress()
+            and self.runtime.progress()[spec.stream_id].report is None
+        ):
             return None  # a retried placement: already served here
         if moved:
             retained = await read_resume(self.config, spec.stream_id)

@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 NAMESPACE = "m2fnet"
 SUPERVISOR_NAME = "m2fnet-supervisor"
 STREAMS_PER_CPU = 4
+HEAD_RESOURCE = "node:__internal_head__"
+"""Ray gives the head node this resource by itself: no flag for users to remember."""
 _KV_KEY = b"m2fnet-live/streams"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -169,7 +171,7 @@ class Supervisor:
         while not self._stopping:
             try:
                 await self._check()
-            except Exception:  # noqa: BLE001 (the loop must outlive any one bad check)
+            except Exception:
                 logger.exception("cluster check failed")
             await asyncio.sleep(self.options.check_interval_s)
 
@@ -198,7 +200,7 @@ class Supervisor:
                 num_cpus=0,
                 max_restarts=0,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
-            ).remote(self.config, name)
+            ).remote(self.config, name, cpus)
             self.handles[name] = handle
             self.placement.hosts[name] = HostSlot(name, node_id, capacity)
             self.starting[name] = asyncio.wrap_future(handle.start.remote().future())
@@ -316,7 +318,8 @@ class Supervisor:
             try:
                 handle = ray.get_actor(name, namespace=NAMESPACE)
                 statuses = await _call(handle.status.remote(), self.options.host_timeout_s)
-            except Exception:  # noqa: BLE001 (no host there yet, or a dead one: started afresh)
+            except Exception as exc:  # noqa: BLE001 (no host there yet, or a dead one: started afresh)
+                logger.info("no live host %s to adopt (%s)", name, type(exc).__name__)
                 continue
             cpus = int(node.get("Resources", {}).get("CPU", 1))
             capacity = self.options.streams_per_host or max(1, STREAMS_PER_CPU * cpus)
@@ -341,6 +344,24 @@ class Supervisor:
         if payload != self._last_state and self._publisher is not None:
             self._last_state = payload
             self._publisher.publish_retained(self._topic("cluster", "state"), payload)
+
+
+def supervisor(config: LiveConfig) -> Any:
+    """The cluster's supervisor, started when there is none (else the running one, whose `config` wins).
+    It runs on the head node, the one node a Ray cluster cannot lose, and Ray restarts it when it dies."""
+    return (
+        ray.remote(Supervisor)
+        .options(
+            name=SUPERVISOR_NAME,
+            namespace=NAMESPACE,
+            lifetime="detached",
+            get_if_exists=True,
+            max_restarts=-1,
+            num_cpus=0,
+            resources={HEAD_RESOURCE: 0.001},
+        )
+        .remote(config)
+    )
 
 
 def _kv_get() -> list[ClusterStream]:
