@@ -2,9 +2,10 @@
 
     python bench/cluster.py [--n 8] [--repeat 1] [--skip-overhead] [--skip-failover]
 
-1. Overhead: the same N demo streams at real-time pace, served by `run_live.py` in one process and by
-   `run_live.py --cluster` on a local two-node cluster (`ray.cluster_utils.Cluster`, one CPU each, the
-   two hosts then share this machine's cores as the one process does). Prints segment_to_publish
+1. Overhead: the same N demo streams at real-time pace, served by `run_live.py` in one process, and by
+   `run_live.py --cluster` on a local one-node cluster (2 CPUs: one host, what Ray itself adds) and on
+   a local two-node cluster (`ray.cluster_utils.Cluster`, one CPU each: two hosts sharing this
+   machine's cores, each with its own models and Whisper batches). Prints segment_to_publish
    p50/p95 over every result and peak RSS: the process alone, or every process of the cluster (hosts,
    supervisor, raylets, GCS) summed.
 A real Mosquitto on a loopback port carries every result.
@@ -114,21 +115,30 @@ def overhead(n: int, repeat: int, workdir: Path, broker_url: str) -> None:
 
     streams = workdir / "streams.yaml"
     streams.write_text("".join(f"- {{id: s{i}, source: demo}}\n" for i in range(n)))
-    cluster = Cluster(initialize_head=True, head_node_args={**NODE, "include_dashboard": False})
-    cluster.add_node(**NODE)
-    cluster.wait_for_nodes()
-    try:
-        for r in range(repeat):
-            for label, address in (("one process", None), ("two-node cluster", cluster.address)):
-                latencies, peak = run_cli(streams, workdir / f"{r}-{label}.jsonl", address, broker_url)
-                print(
-                    f"{label:17s} {n} streams: {len(latencies)} results, segment_to_publish "
-                    f"p50 {statistics.median(latencies):.0f} / p95 {percentile(latencies, 95):.0f} ms, "
-                    f"peak RSS {peak / 2**30:.2f} GiB",
-                    flush=True,
+    layouts = {"one process": None, "one-node cluster": [2], "two-node cluster": [1, 1]}
+    for r in range(repeat):
+        for label, cpus in layouts.items():
+            cluster = None
+            if cpus is not None:
+                cluster = Cluster(
+                    initialize_head=True,
+                    head_node_args={**NODE, "num_cpus": cpus[0], "include_dashboard": False},
                 )
-    finally:
-        cluster.shutdown()
+                for more in cpus[1:]:
+                    cluster.add_node(**{**NODE, "num_cpus": more})
+                cluster.wait_for_nodes()
+            try:
+                address = cluster.address if cluster else None
+                latencies, peak = run_cli(streams, workdir / f"{r}-{label}.jsonl", address, broker_url)
+            finally:
+                if cluster is not None:
+                    cluster.shutdown()
+            print(
+                f"{label:17s} {n} streams: {len(latencies)} results, segment_to_publish "
+                f"p50 {statistics.median(latencies):.0f} / p95 {percentile(latencies, 95):.0f} ms, "
+                f"peak RSS {peak / 2**30:.2f} GiB",
+                flush=True,
+            )
 
 
 def failover(n: int, broker_url: str) -> None:

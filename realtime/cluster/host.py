@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import os
 from dataclasses import dataclass
 
 from realtime.cluster.resume import ResumeTap, read_resume
@@ -28,7 +29,8 @@ USER_ERRORS = ("MediaError", "DeviceError", "MqttSettingError")
 class StreamStatus:
     """What a host says about one of its streams at each check."""
 
-    spec: StreamSpec
+    spec: StreamSpec | None
+    """Only when asked for (a restarted supervisor adopting the stream): not sent at every check."""
     next_utterance_id: int
     published_until_s: float
     heard_s: float
@@ -53,10 +55,8 @@ class StreamHost:
     async def start(self) -> str:
         """Connect to the broker and load the models (seconds); the supervisor places streams after."""
         if self.runtime is None:
-            from realtime.runtime import env as runtime_env
-
-            runtime_env.apply()
             logging.basicConfig(level=logging.WARNING)
+            _normal_priority()
             runtime = Runtime(self.config, node_id=self.name, host=self.name, handle_signals=False)
             await runtime.start()
             self.runtime = runtime
@@ -95,7 +95,7 @@ class StreamHost:
         self.specs[spec.stream_id] = spec
         return None
 
-    def status(self) -> dict[str, StreamStatus]:
+    def status(self, with_specs: bool = False) -> dict[str, StreamStatus]:
         """Every stream this host has served since it started, and where each has got to."""
         if self.runtime is None:
             return {}
@@ -104,7 +104,7 @@ class StreamHost:
             report = progress.report
             delivery = report.delivery if report is not None else None
             out[stream_id] = StreamStatus(
-                self.specs[stream_id],
+                self.specs[stream_id] if with_specs else None,
                 progress.next_utterance_id,
                 progress.published_until_s,
                 progress.heard_s,
@@ -132,3 +132,14 @@ class StreamHost:
             self.runtime.stop()
             await self.runtime.wait()
             await self.runtime.close()
+
+
+def _normal_priority() -> None:
+    """Ray starts workers at nice 15 (its raylet first); a host is the live loop itself, whose latency
+    is the product. Raising the priority back needs CAP_SYS_NICE (root, or a container granted it);
+    without, the host runs as Ray started it and says so once (`RAY_worker_niceness=0` at `ray start`
+    does the same for every worker)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, 0)
+    except PermissionError:
+        logger.warning("host runs at nice %d (Ray's worker priority): set RAY_worker_niceness=0", os.nice(0))

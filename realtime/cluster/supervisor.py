@@ -26,6 +26,7 @@ from realtime.cluster.placement import ClusterStream, HostSlot, Placement, is_de
 from realtime.outputs.mqtt import topics
 from realtime.outputs.mqtt.address import parse_mqtt_url
 from realtime.outputs.mqtt.publisher import MqttPublisher
+from realtime.runtime import env as runtime_env
 from realtime.runtime.config import LiveConfig
 from realtime.runtime.stream_specs import StreamSpec
 
@@ -34,6 +35,9 @@ logger = logging.getLogger(__name__)
 NAMESPACE = "m2fnet"
 SUPERVISOR_NAME = "m2fnet-supervisor"
 STREAMS_PER_CPU = 4
+WORKER_ENV = {"env_vars": dict(runtime_env.SETTINGS)}
+"""The live loop's process environment (one thread per component, no hub) set before a host imports
+anything: set later, tokenizers and transformers would already have read it."""
 HEAD_RESOURCE = "node:__internal_head__"
 """Ray gives the head node this resource by itself: no flag for users to remember."""
 _KV_KEY = b"m2fnet-live/streams"
@@ -200,6 +204,7 @@ class Supervisor:
                 num_cpus=0,
                 max_restarts=0,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+                runtime_env=WORKER_ENV,
             ).remote(self.config, name, cpus)
             self.handles[name] = handle
             self.placement.hosts[name] = HostSlot(name, node_id, capacity)
@@ -237,7 +242,7 @@ class Supervisor:
         for stream_id, status in statuses.items():
             stream = self.placement.streams.get(stream_id)
             if stream is None:  # served but not asked for: known to a store lost with the Ray head
-                if status.ended:
+                if status.ended or status.spec is None:
                     continue
                 stream = self.placement.streams[stream_id] = ClusterStream(status.spec)
             if stream.host not in (None, host):
@@ -317,7 +322,7 @@ class Supervisor:
             name = host_name(node)
             try:
                 handle = ray.get_actor(name, namespace=NAMESPACE)
-                statuses = await _call(handle.status.remote(), self.options.host_timeout_s)
+                statuses = await _call(handle.status.remote(with_specs=True), self.options.host_timeout_s)
             except Exception as exc:  # noqa: BLE001 (no host there yet, or a dead one: started afresh)
                 logger.info("no live host %s to adopt (%s)", name, type(exc).__name__)
                 continue
@@ -359,6 +364,7 @@ def supervisor(config: LiveConfig) -> Any:
             max_restarts=-1,
             num_cpus=0,
             resources={HEAD_RESOURCE: 0.001},
+            runtime_env=WORKER_ENV,
         )
         .remote(config)
     )
