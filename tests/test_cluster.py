@@ -12,6 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
+import jiwer
 import pytest
 
 ray = pytest.importorskip("ray", reason="the cluster extra (pip install -e .[cluster])")
@@ -295,8 +296,14 @@ def test_a_drained_host_hands_its_streams_over_without_loss(cluster, served):
         lambda: all(len(s.recorder.results(x)) >= 2 for x in ("d0", "d1")), 150, "two results per stream"
     )
     host = s.host_of("d0")
-    moved = ray.get(s.supervisor.drain.remote(host))
-    assert "d0" in moved
+    command = [sys.executable, "-m", "realtime.cluster", "drain", host, "--cluster", cluster.address]
+    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    moved = done.stdout.split(": ", 2)[-1].strip().split(", ")
+    assert "d0" in moved, done.stdout
+    unknown = [sys.executable, "-m", "realtime.cluster", "drain", "nohost", "--cluster", cluster.address]
+    refused = subprocess.run(unknown, check=False, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert refused.returncode == 2 and refused.stderr.startswith("error: no host 'nohost'"), refused.stderr
     final = s.wait_ended(["d0", "d1"], timeout_s=180)
     reference = None
     for sid in ("d0", "d1"):
@@ -306,5 +313,6 @@ def test_a_drained_host_hands_its_streams_over_without_loss(cluster, served):
             reference = [r["text"] for r in results]
     d0 = s.recorder.results("d0")
     assert hosts_in_order(d0)[0] == host and len(hosts_in_order(d0)) == 2
-    if reference is not None:
-        assert [r["text"] for r in d0] == reference
+    if reference is not None:  # every utterance once, none cut in two (Whisper may hear a word differently)
+        assert len(d0) == len(reference)
+        assert jiwer.wer(" ".join(reference), " ".join(r["text"] for r in d0)) <= 0.1

@@ -47,8 +47,9 @@ class ClusterReport:
         return max(0, self.produced - self.acknowledged)
 
 
-def connect(address: str) -> None:
-    """`auto`: RAY_ADDRESS, else a cluster running on this machine, else a new local one; or HOST:PORT."""
+def connect(address: str, start_local: bool = True) -> None:
+    """`auto`: RAY_ADDRESS, else a cluster running on this machine, else (`start_local`) a new local one;
+    or HOST:PORT."""
     import ray
 
     from realtime.cluster.supervisor import NAMESPACE
@@ -58,7 +59,7 @@ def connect(address: str) -> None:
     try:
         ray.init(address=target, **kwargs)
     except ConnectionError as exc:
-        if address != "auto" or os.environ.get("RAY_ADDRESS"):
+        if address != "auto" or os.environ.get("RAY_ADDRESS") or not start_local:
             raise ClusterError(
                 f"--cluster {address}: no Ray cluster there ({str(exc).splitlines()[0]})"
             ) from None

@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 NAMESPACE = "m2fnet"
 SUPERVISOR_NAME = "m2fnet-supervisor"
 STREAMS_PER_CPU = 4
+HAND_OVER_LEAD_IN_S = 0.3
 WORKER_ENV = {"env_vars": dict(runtime_env.SETTINGS)}
 """The live loop's process environment (one thread per component, no hub) set before a host imports
 anything: set later, tokenizers and transformers would already have read it."""
@@ -258,7 +259,8 @@ class Supervisor:
             if stream.host != host:
                 continue
             if slot.draining and status.error is None:
-                stream.resume_s = max(stream.resume_s, status.heard_s)
+                # it left in a pause: resume there, with a little of the pause for the VAD to settle in
+                stream.resume_s = max(stream.resume_s, status.heard_s - HAND_OVER_LEAD_IN_S)
                 self.placement.unassign(stream, "relocating")
                 stream.moves += 1
                 self._status(stream_id, "relocating")
