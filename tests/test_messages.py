@@ -24,6 +24,7 @@ SCHEMA_KEYS = [
     "modalities",
     "timings_ms",
     "model",
+    "host",
 ]
 TIMING_KEYS = ["vad", "asr", "speaker", "features", "fusion", "segment_to_publish"]
 
@@ -51,6 +52,7 @@ def test_json_has_exactly_the_schema_keys_in_order() -> None:
     assert list(message["timings_ms"]) == TIMING_KEYS
     assert message["schema"] == 2
     assert message["speaker"] is None
+    assert message["host"] is None  # outside a cluster
     assert message["utterance_id"] == 3 and isinstance(message["utterance_id"], int)
     assert message["start_s"] == 1.235 and message["end_s"] == 2.5
     assert message["scores"] == {"neutral": 0.1, "surprise": 0.8, "joy": 0.1}
