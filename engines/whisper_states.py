@@ -15,6 +15,12 @@ FULL_WINDOW_FRAMES = 3000
 """The 30 s window Whisper was trained on."""
 
 
+MIN_WINDOW_S = 10.0
+"""The live loop's shortest encoder window (`asr.min_window_s`); the voice head is trained on the same."""
+TRAILING_SILENCE_S = 3.0
+"""Silence after the utterance inside that window (`asr.trailing_silence_s`)."""
+
+
 def short_window_frames(mel_frames: int, min_window_s: float, trailing_silence_s: float) -> int:
     """Mel frames of the window an utterance is encoded on: the utterance plus trailing silence, at least
     `min_window_s`, in whole seconds (fewer distinct encoder shapes), at most the full 30 s window."""

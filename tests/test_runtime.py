@@ -329,3 +329,32 @@ def test_speakers_of_several_streams_are_embedded_on_the_recognizer_thread() -> 
     assert [r.pipeline.speaker.count for r in reports] == [3, 3]
     assert voices.threads == {t for s in recognizer.sessions for t in s.threads}
     assert all(t.startswith("emotion") for t in voices.threads)
+
+
+class PassThroughPreview:
+    """What `Runtime` needs of `realtime.outputs.preview.Preview`: a tap wrapping the source, a sink."""
+
+    def tap(self, source):
+        class Tap:
+            def __init__(self, inner):
+                self.inner = inner
+
+            def stream(self):
+                return self.inner.stream()
+
+        return Tap(source)
+
+    def emit(self, result) -> None:
+        pass
+
+
+def test_a_previewed_network_source_still_reports_source_lost() -> None:
+    async def scenario() -> None:
+        models = Models(BatchAsr(), FakeRecognizer())
+        source = ReconnectingSource(stream_chunks(1, 12))
+        async with Runtime(harness_config(), models=models, handle_signals=False) as runtime:
+            await runtime.add_stream(source, "cam", preview=PassThroughPreview())
+            assert source.on_status is not None  # wired to the stream's status topic, past the preview
+            await runtime.wait()
+
+    asyncio.run(scenario())

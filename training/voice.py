@@ -19,7 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from engines.voice_emotion import SpeakerVoiceNorm, VoiceEmotion, VoiceHead, pool_encoder_states
-from engines.whisper_states import HOP_SAMPLES, encode_window, load_whisper, short_window_frames
+from engines.whisper_states import (
+    HOP_SAMPLES,
+    MIN_WINDOW_S,
+    TRAILING_SILENCE_S,
+    encode_window,
+    load_whisper,
+    short_window_frames,
+)
 from training.data import DataError
 from training.media import decode_audio, jsonl_clips
 
@@ -80,7 +87,7 @@ def pooled_states(data: str, whisper_dir: str | None, cache: Path) -> tuple[np.n
     for clip in clips:
         audio = trim_silence(decode_audio(clip.audio_path).astype(np.float32))
         frames = len(audio) // HOP_SAMPLES
-        encoded = encode_window(model, audio, short_window_frames(frames, 10.0, 3.0))
+        encoded = encode_window(model, audio, short_window_frames(frames, MIN_WINDOW_S, TRAILING_SILENCE_S))
         vectors.append(pool_encoder_states(encoded, frames))
     log.info("%s: %d clips encoded in %.0f s", data, len(clips), time.perf_counter() - started)
     cache.mkdir(parents=True, exist_ok=True)

@@ -201,6 +201,8 @@ class Runtime:
             attributor = SpeakerAttributor(self.models.voices, config.speakers, self.models.enrolled)
             present = lambda a=attributor: a.names
             sinks.append(SpeakerStateSink(out, stream_id, config.speakers.ema_factor, present=present))
+        opened = source
+        # the source itself, not the preview's wrapper, reports `source_lost` (a network source)
         if preview is not None:
             sinks.append(preview)
             source = preview.tap(source)
@@ -228,9 +230,9 @@ class Runtime:
         assert self._publisher is not None
         stats = StreamStats(stream_id, pipeline.metrics, channel.delivery, self._publisher.metrics)
         stream = _Stream(stream_id, source, channel, pipeline, stats)
-        if hasattr(source, "on_status"):
+        if hasattr(opened, "on_status"):
             # Network sources report `source_lost` while they reconnect (realtime.sources.network).
-            source.on_status = channel.set_status
+            opened.on_status = channel.set_status
         self._streams[stream_id] = stream
         self._active += 1
         self._batcher.set_streams(self._active)

@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engines.voice_emotion import pool_encoder_states
-from engines.whisper_states import FULL_WINDOW_FRAMES, HOP_SAMPLES, encode_window, short_window_frames
+from engines.whisper_states import (
+    FULL_WINDOW_FRAMES,
+    HOP_SAMPLES,
+    MIN_WINDOW_S,
+    TRAILING_SILENCE_S,
+    encode_window,
+    short_window_frames,
+)
 from realtime.frames import Transcript
 from realtime.speech.whisper_models import resolve_model_dir
 
@@ -97,11 +104,11 @@ class AsrOptions:
     """Whole transcripts (lower case, punctuation ignored) that Whisper produces from silence."""
     short_window: bool = True
     """Encode only the utterance plus trailing silence instead of the padded 30 s window."""
-    min_window_s: float = 10.0
+    min_window_s: float = MIN_WINDOW_S
     """Shortest encoder window with `short_window`; 5 s windows made tiny.en repeat itself. On 336
     spoken MELD dev utterances (bench/asr_window.py, beam 5): 10 s WER 19.2 %, 23 redone on 30 s, mean
     179 ms; 6 s WER 20.6 %, 61 redone, mean 225 ms (the redos cost more than the shorter window saves)."""
-    trailing_silence_s: float = 3.0
+    trailing_silence_s: float = TRAILING_SILENCE_S
     """Silence after the utterance inside a short window; less makes Whisper repeat itself."""
     compression_ratio_threshold: float = 2.4
     """A short-window text more compressible than this (a repetition loop) is redone on the full window,
