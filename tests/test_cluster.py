@@ -164,7 +164,11 @@ def hosts_in_order(results: list[dict]) -> list[str]:
 def test_cli_serves_four_files_on_both_nodes_with_the_single_process_results(cluster, mosquitto, tmp_path):
     streams = tmp_path / "streams.yaml"
     streams.write_text("".join(f"- {{id: s{i}, source: demo}}\n" for i in range(4)))
-    common = ["--streams", str(streams), "--no-realtime", "--mqtt", mosquitto.url]
+    # Beam search always: a Whisper call shared by 3+ streams decodes greedily (`greedy_batch_utterances`),
+    # and how many streams share a call depends on timing and on how streams are spread over hosts.
+    config = tmp_path / "live.yaml"
+    config.write_text("asr: {greedy_batch_utterances: 0}\n")
+    common = ["--streams", str(streams), "--no-realtime", "--mqtt", mosquitto.url, "--config", str(config)]
     runs = {}
     for name, extra in (("cluster", ["--cluster", cluster.address]), ("single", [])):
         out = tmp_path / f"{name}.jsonl"

@@ -69,3 +69,19 @@ def test_new_streams_wait_for_a_less_loaded_host_still_starting_moved_ones_do_no
     moving = stream("m")
     moving.status = "relocating"
     assert placement.choose_host(moving).name == "h0"
+
+
+def test_without_cluster_ray_is_never_imported():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys, run_live\n"
+        "run_live.parse_args(['--source', 'demo'])\n"
+        "import realtime.runtime.app, realtime.api, realtime.cluster.placement\n"
+        "print('ray' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
