@@ -51,6 +51,7 @@ SCHEMA_TYPES = {
     "modalities": dict,
     "timings_ms": dict,
     "model": str,
+    "host": type(None),  # one process: no cluster host
 }
 
 WAITING = f"waiting for the shipped causal checkpoint {SHIPPED_CHECKPOINT.relative_to(REPO)}"

@@ -37,6 +37,9 @@ class FileSource:
     """A media file (wav, flac, mp3, mp4, mkv, avi, webm...) decoded with PyAV, audio and video interleaved
     in stream-time order."""
 
+    start_s: float = 0.0
+    """Stream time before which nothing is delivered (a stream resumed on another cluster host)."""
+
     def __init__(self, path: str | Path, options: CaptureOptions | None = None, start_s: float = 0.0) -> None:
         """`start_s`: skip what comes before (a stream resumed on another cluster host); stream times
         stay the file's."""
