@@ -320,3 +320,22 @@ def test_a_drained_host_hands_its_streams_over_without_loss(cluster, served):
     if reference is not None:  # every utterance once, none cut in two (Whisper may hear a word differently)
         assert len(d0) == len(reference)
         assert jiwer.wer(" ".join(reference), " ".join(r["text"] for r in d0)) <= 0.1
+
+
+def test_a_cluster_address_that_does_not_answer_is_one_line(tmp_path):
+    from mosquitto import free_port
+
+    for address, says in (
+        (f"127.0.0.1:{free_port()}", "no Ray cluster at"),
+        ("nonsense", "expected auto or HOST:PORT"),
+    ):
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "run_live.py"), "--source", "demo", "--cluster", address],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+        )
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert done.stderr.strip().splitlines() == [done.stderr.strip()] and says in done.stderr, done.stderr

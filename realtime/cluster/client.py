@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -22,6 +23,7 @@ from realtime.runtime.stream_specs import StreamSpec
 logger = logging.getLogger(__name__)
 
 POLL_S = 0.5
+REACH_TIMEOUT_S = 3.0
 LATE_RESULTS_S = 10.0
 """After the last stream ended, how long to wait for results still on their way from the broker."""
 
@@ -56,6 +58,8 @@ def connect(address: str, start_local: bool = True) -> None:
 
     kwargs = {"namespace": NAMESPACE, "log_to_driver": False, "logging_level": logging.WARNING}
     target = address if address != "auto" else os.environ.get("RAY_ADDRESS") or "auto"
+    if target != "auto" and "://" not in target:
+        _check_reachable(target, address)
     try:
         ray.init(address=target, **kwargs)
     except ConnectionError as exc:
@@ -64,6 +68,19 @@ def connect(address: str, start_local: bool = True) -> None:
                 f"--cluster {address}: no Ray cluster there ({str(exc).splitlines()[0]})"
             ) from None
         ray.init(**kwargs)  # auto and nothing running: a one-machine cluster for this run
+
+
+def _check_reachable(target: str, flag: str) -> None:
+    """A head that does not answer: one line now, where Ray would retry for a long while and log each try."""
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(
+            f"--cluster {flag}: expected auto or HOST:PORT (the head's GCS port, 6379 by default)"
+        )
+    try:
+        socket.create_connection((host, int(port)), timeout=REACH_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ClusterError(f"--cluster {flag}: no Ray cluster at {target} ({exc.strerror or exc})") from None
 
 
 async def serve_on_cluster(
