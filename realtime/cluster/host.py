@@ -69,10 +69,8 @@ class StreamHost:
         continues from the broker's retained position when that is further. -> None, or the one-line
         error that ends the stream (a file that cannot be read on this machine)."""
         assert self.runtime is not None
-        if (
-            spec.stream_id in self.runtime.progress()
-            and self.runtime.progress()[spec.stream_id].report is None
-        ):
+        served = self.runtime.progress().get(spec.stream_id)
+        if served is not None and served.report is None:
             return None  # a retried placement: already served here
         if moved:
             retained = await read_resume(self.config, spec.stream_id)
