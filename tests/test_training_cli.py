@@ -136,6 +136,17 @@ def test_predict_writes_one_line_per_utterance(trained, meld_slices):
     assert {"dialogue_id", "utterance_id"} <= set(rows[0])
 
 
+def test_weight_averaged_run_says_which_epochs_it_kept(meld_slices, tmp_path):
+    """`optim.average_last_epochs` has no best epoch: the run ends normally and names the averaged epochs."""
+    config = tmp_path / "averaged.yaml"
+    config.write_text(TINY_CONFIG.replace("epochs: 2", "epochs: 2, average_last_epochs: 2"))
+    arguments = train_tiny(meld_slices, tmp_path / "ckpt")
+    arguments[arguments.index("--config") + 1] = str(config)
+    result = run(*arguments, env_cache=tmp_path / "cache")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "mean of epochs [1, 2]: dev weighted F1" in result.stdout
+
+
 def test_six_label_jsonl_trains_and_evaluates(tmp_path):
     labels = ["happy", "sad", "angry", "calm", "scared", "bored"]
     words = {
