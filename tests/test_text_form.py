@@ -108,3 +108,18 @@ def test_transcript_share_without_a_file_is_a_config_error():
 
     with pytest.raises(DataError, match="text_augment.transcripts"):
         live_style(dialogues(1), TextAugmentOptions(transcript_prob=0.5))
+
+
+def test_a_share_of_dialogues_gets_generic_speakers_for_the_whole_dialogue():
+    named = [
+        Dialogue(str(d), [Utterance(str(d), str(i), "Ross" if i % 2 else "Rachel", "Hi.", "joy") for i in range(4)])
+        for d in range(200)
+    ]
+    options = TextAugmentOptions(generic_speaker_prob=0.5)
+    first, again = live_style(named, options), live_style(named, options)
+    speakers = [[u.speaker for u in d.utterances] for d in first]
+    assert speakers == [[u.speaker for u in d.utterances] for d in again]
+    generic = sum(s == ["S1", "S2", "S1", "S2"] for s in speakers)
+    assert generic + sum(s == ["Rachel", "Ross", "Rachel", "Ross"] for s in speakers) == 200
+    assert 70 < generic < 130
+    assert [u.text for d in first for u in d.utterances] == ["Hi."] * 800
