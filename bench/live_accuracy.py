@@ -190,6 +190,22 @@ def best_overlap(span: tuple[float, float], results: list):
     return best
 
 
+def split_utterances(spoken: list[SpokenDialogue], live_results: list[list]) -> int:
+    """Gold utterances published in more than one result (each result counted for the utterance it
+    overlaps most): one sentence split in two by a pause or a voice change."""
+    split = 0
+    for item, results in zip(spoken, live_results):
+        homes = [
+            max(
+                range(len(item.spans)),
+                key=lambda i: min(item.spans[i][1], r.end_s) - max(item.spans[i][0], r.start_s),
+            )
+            for r in results
+        ]
+        split += sum(homes.count(i) > 1 for i in range(len(item.spans)))
+    return split
+
+
 def speaker_accuracy(spoken: list[SpokenDialogue], matched: list[list]) -> float:
     """Share of matched utterances whose live label maps to their true speaker (best mapping per dialogue)."""
     from scipy.optimize import linear_sum_assignment
@@ -386,6 +402,7 @@ def main() -> int:
         "asr_model": config.asr.model,
         "wer": round(wer, 1),
         "missed_utterances": missed,
+        "split_utterances": split_utterances(spoken, live_results),
         "speaker_attribution_accuracy": attribution,
         "live_seconds": round(live_s, 1),
         "asr_ms_p50": round(
@@ -403,7 +420,10 @@ def main() -> int:
         f"checkpoint {checkpoint.path.name}; ASR {config.asr.model}; live loop {live_s:.0f} s "
         f"({transcriber.misses} segments transcribed, the rest cached)"
     )
-    print(f"WER {wer:.1f} %   gold utterances no result overlaps: {missed}")
+    print(
+        f"WER {wer:.1f} %   gold utterances no result overlaps: {missed}   "
+        f"published in several results: {report['split_utterances']}"
+    )
     if attribution is not None:
         print(f"speaker attribution: {attribution:.1f} % of matched utterances under the best label mapping")
     print(f"{'condition':<38}{'w-F1':>7}{'acc':>7}  per-class F1")

@@ -59,6 +59,14 @@ class PipelineMetrics:
     """Of those, the ones cut at the limit because the last `vad.split_search_s` held no pause."""
     voice_splits: int = 0
     """Segments split where the voice changed without a pause (`realtime/speakers/voice_change.py`)."""
+    early_turn_ends: int = 0
+    """Utterances ended after `pipeline.sentence_end_ms` of pause because their transcript ends a sentence."""
+    speculations: int = 0
+    """Pauses whose final work started before the VAD confirmed them (`realtime/session/turn_end.py`)."""
+    speculations_used: int = 0
+    """Of those, the ones whose utterance did end there (their work is the final one)."""
+    speculations_discarded: int = 0
+    """Of those, the ones dropped because speech resumed (their Whisper call was spent for nothing)."""
     segments_dropped: int = 0
     """Segments discarded because the ASR queue was full (realtime mode only)."""
     empty_transcripts: int = 0

@@ -112,7 +112,9 @@ def test_transcript_share_without_a_file_is_a_config_error():
 
 def test_a_share_of_dialogues_gets_generic_speakers_for_the_whole_dialogue():
     named = [
-        Dialogue(str(d), [Utterance(str(d), str(i), "Ross" if i % 2 else "Rachel", "Hi.", "joy") for i in range(4)])
+        Dialogue(
+            str(d), [Utterance(str(d), str(i), "Ross" if i % 2 else "Rachel", "Hi.", "joy") for i in range(4)]
+        )
         for d in range(200)
     ]
     options = TextAugmentOptions(generic_speaker_prob=0.5)

@@ -110,7 +110,11 @@ def run_train(args) -> int:
         dev_features=dev_features,
         extra_meta=extra_meta,
     )
-    chosen = f"mean of epochs {best['epochs_averaged']}" if "epochs_averaged" in best else f"best epoch {best['epoch']}"
+    chosen = (
+        f"mean of epochs {best['epochs_averaged']}"
+        if "epochs_averaged" in best
+        else f"best epoch {best['epoch']}"
+    )
     print(f"{chosen}: dev weighted F1 {best['weighted_f1']:.2f} -> {args.out}")
     return 0
 

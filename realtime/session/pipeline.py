@@ -31,6 +31,7 @@ from realtime.frames import AudioChunk, SpeechSegment, Transcript, VideoFrame
 from realtime.messages import EmotionResult, StageTimings
 from realtime.metrics import PipelineMetrics
 from realtime.session.interim import InterimResults, InterimSink
+from realtime.session.turn_end import Prepared, TurnEnd
 from realtime.sources.feed import Source
 from realtime.speakers.voice_batch import VoiceBatch
 from realtime.speakers.voice_change import may_split, split_segment
@@ -90,6 +91,12 @@ class PipelineOptions:
     """An utterance gets interim results once it has lasted this long."""
     interim_every_s: float = 1.0
     """Stream time between two interim attempts of one utterance."""
+    speculate: bool = True
+    """Transcribe a pause's utterance before the VAD confirms the pause ends it (`realtime/session/turn_end.py`):
+    the result comes ~one Whisper call sooner; a pause that turns out mid-utterance costs a wasted call."""
+    sentence_end_ms: int = 300
+    """A pause this long ends the utterance when its transcript already ends a sentence (. ? !); longer
+    pauses wait for `vad.min_silence_ms`. 0: always wait. Needs `speculate`."""
 
 
 @dataclass(slots=True)
@@ -171,6 +178,15 @@ class Pipeline:
                 recognize=self._recognize_interim,
             )
         self._final_work = final_work or FinalWork()
+        self._turn_end: TurnEnd | None = None
+        if self.options.speculate and hasattr(segmenter, "end_at_pause"):
+            self._turn_end = TurnEnd(
+                segmenter,  # type: ignore[arg-type]
+                self._prepare,
+                self.metrics,
+                sentence_end_ms=self.options.sentence_end_ms,
+                wait_for_preparation=not self.options.realtime,
+            )
         self._segments: asyncio.Queue[SpeechSegment | object] = asyncio.Queue(self.options.segment_queue_size)
         self._utterances: asyncio.Queue[_Transcribed | object] = asyncio.Queue(
             self.options.utterance_queue_size
@@ -230,6 +246,8 @@ class Pipeline:
         finally:
             if self._interim is not None:
                 await self._interim.close()
+            if self._turn_end is not None:
+                await self._turn_end.close()
             self._asr_pool.shutdown(wait=False, cancel_futures=True)
             if self._own_emotion_pool:
                 self._emotion_pool.shutdown(wait=False, cancel_futures=True)
@@ -268,6 +286,9 @@ class Pipeline:
                 self.metrics.vad_chunk.add((time.perf_counter() - started) * 1000)
                 for segment in segments:
                     await self._enqueue_segment(segment)
+                if self._turn_end is not None:
+                    for segment in await self._turn_end.on_audio():
+                        await self._enqueue_segment(segment)
                 if self._interim is not None:
                     idle = (
                         not self._final_work.running and self._segments.empty() and self._utterances.empty()
@@ -290,6 +311,8 @@ class Pipeline:
         """
         if segment.cut_monotonic_s <= 0:
             segment.cut_monotonic_s = time.monotonic()
+        if self._turn_end is not None:
+            self._turn_end.segment_cut(segment)
         if self._interim is not None:
             self._interim.utterance_closed()
         self.metrics.segments += 1
@@ -299,6 +322,8 @@ class Pipeline:
             dropped = self._segments.get_nowait()
             self.metrics.segments_dropped += 1
             if isinstance(dropped, SpeechSegment):
+                if self._turn_end is not None:
+                    self._turn_end.segment_dropped(dropped)
                 logger.warning(
                     "stream %s: ASR queue full (%d), dropped segment %.2f-%.2f s (%d dropped so far)",
                     self.stream_id,
@@ -312,23 +337,33 @@ class Pipeline:
     async def _asr_worker(self) -> None:
         while (segment := await self._segments.get()) is not _END:
             assert isinstance(segment, SpeechSegment)
-            for part in await self._voice_parts(segment):
-                await self._transcribe(part)
+            prepared = await self._turn_end.claim(segment) if self._turn_end is not None else None
+            if prepared is None:
+                prepared = await self._prepare(segment)
+            else:  # made of the same audio during the pause: only the segment's own fields change
+                for item, part in zip(prepared.items, split_segment(segment, prepared.cuts), strict=True):
+                    item.segment = part
+            self.metrics.voice_splits += bool(prepared.cuts)
+            for item in prepared.items:
+                await self._queue_transcribed(item)
         await self._utterances.put(_END)
 
-    async def _voice_parts(self, segment: SpeechSegment) -> list[SpeechSegment]:
-        """The segment split where the voice changes (one part per speaker), on the recognizer's thread
-        that owns the voice encoder; the whole segment without an attributor that can tell."""
+    async def _prepare(self, segment: SpeechSegment) -> Prepared:
+        """The segment split where the voice changes (one part per speaker), each part transcribed."""
+        cuts = await self._voice_cuts(segment)
+        return Prepared(cuts, [await self._transcribe(part) for part in split_segment(segment, cuts)])
+
+    async def _voice_cuts(self, segment: SpeechSegment) -> list[int]:
+        """Where the voice changes inside the segment, on the recognizer's thread that owns the voice
+        encoder; none without an attributor that can tell."""
         changes = getattr(self._attributor, "changes", None)
         if changes is None or not may_split(len(segment.samples)):
-            return [segment]
+            return []
         loop = asyncio.get_running_loop()
-        cuts = await loop.run_in_executor(self._emotion_pool, changes, segment.samples)
-        self.metrics.voice_splits += bool(cuts)
-        return split_segment(segment, cuts)
+        return await loop.run_in_executor(self._emotion_pool, changes, segment.samples)
 
-    async def _transcribe(self, item: SpeechSegment) -> None:
-        """Whisper (and the voice embedding meanwhile) of one utterance, queued for the recognizer."""
+    async def _transcribe(self, item: SpeechSegment) -> _Transcribed:
+        """Whisper (and the voice embedding meanwhile) of one utterance."""
         loop = asyncio.get_running_loop()
         voice = asyncio.wrap_future(self._voices.submit(item.samples)) if self._voices is not None else None
         self._final_work.running += 1
@@ -342,6 +377,11 @@ class Pipeline:
             raise
         finally:
             self._final_work.running -= 1
+        return _Transcribed(item, transcript, voice)
+
+    async def _queue_transcribed(self, transcribed: _Transcribed) -> None:
+        """Hand a transcribed utterance to the recognizer, unless Whisper heard no words in it."""
+        item, transcript, voice = transcribed.segment, transcribed.transcript, transcribed.voice
         if not _SPOKEN.search(transcript.text):
             self.metrics.empty_transcripts += 1
             logger.info(
@@ -355,7 +395,7 @@ class Pipeline:
             if voice is not None:
                 voice.cancel()
             return
-        await self._utterances.put(_Transcribed(item, transcript, voice))
+        await self._utterances.put(transcribed)
 
     async def _emotion_worker(self) -> None:
         loop = asyncio.get_running_loop()

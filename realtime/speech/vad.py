@@ -176,6 +176,35 @@ class VadSegmenter:
         """In a pause that may end the utterance being spoken (silence shorter than `min_silence_ms`)."""
         return self._triggered and self._silence_start is not None
 
+    @property
+    def settled_pause(self) -> tuple[float, int] | None:
+        """(segment start time, pause start sample) once the current pause is `speech_pad_ms` long, so the
+        audio a cut here would keep is complete (`pause_audio`); None while speaking or in silence. A new
+        pause of the same utterance has a new key."""
+        if not self.pausing or self._frames_done * FRAME_SAMPLES - self._silence_start < self._pad:
+            return None
+        return (self._origin_s or 0.0) + self._segment_start / SAMPLE_RATE_HZ, self._silence_start
+
+    @property
+    def pause_ms(self) -> float:
+        """How long the utterance being spoken has been silent; 0 while speaking or in silence."""
+        if not self.pausing:
+            return 0.0
+        return (self._frames_done * FRAME_SAMPLES - self._silence_start) * 1000 / SAMPLE_RATE_HZ
+
+    def pause_audio(self) -> np.ndarray:
+        """Exactly the audio that the segment will hold if it ends at the current settled pause."""
+        return self.open_samples()[: self._silence_start + self._pad - self._segment_start]
+
+    def end_at_pause(self) -> list[SpeechSegment]:
+        """End the utterance being spoken at its current pause now, without waiting for `min_silence_ms`
+        (the transcript already ends a sentence); the segment is the one that pause would have cut."""
+        if not self.pausing:
+            return []
+        end = min(self._frames_done * FRAME_SAMPLES, self._silence_start + self._pad)
+        segment = self._close(end, self._silence_start, forced=False)
+        return [segment] if segment else []
+
     def open_samples(self) -> np.ndarray:
         """The audio of the utterance being spoken so far (for interim results); empty in silence."""
         parts = [f for f in self._history if f.start + FRAME_SAMPLES > self._segment_start]

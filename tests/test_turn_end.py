@@ -1,0 +1,108 @@
+"""End of turn sooner (realtime/session/turn_end.py) through the real VAD and Whisper: a pause's final work
+is done during the pause and reused, a sentence end ends the turn after `sentence_end_ms`, and a pause
+that ends in more speech drops its preparation."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+from conftest import synthesize
+from test_pipeline import CHUNK, ListSink, ListSource, RecordingSession, make_input
+
+from realtime.frames import SAMPLE_RATE_HZ, AudioChunk, Transcript
+from realtime.session.pipeline import Pipeline, PipelineOptions
+
+
+@pytest.fixture(scope="module")
+def whisper():
+    from realtime.speech.whisper import AsrOptions, Transcriber
+
+    return Transcriber(AsrOptions())
+
+
+class CountingAsr:
+    """The real Whisper, counting the calls (speculative ones included)."""
+
+    def __init__(self, transcriber) -> None:
+        self._transcriber = transcriber
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def transcribe(self, samples: np.ndarray) -> Transcript:
+        with self._lock:
+            self.calls += 1
+        return self._transcriber.transcribe(samples)
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(round(seconds * SAMPLE_RATE_HZ), np.float32)
+
+
+def run(samples: np.ndarray, asr, **options):
+    from realtime.speech.vad import VadOptions, VadSegmenter
+
+    items = [AudioChunk(samples[i : i + CHUNK], i / SAMPLE_RATE_HZ) for i in range(0, len(samples), CHUNK)]
+    sink = ListSink()
+    pipeline = Pipeline(
+        stream_id="turns",
+        model_id="recording",
+        source=ListSource(items),
+        segmenter=VadSegmenter(VadOptions()),
+        transcriber=asr,
+        session=RecordingSession(),
+        make_input=make_input,
+        sinks=[sink],
+        options=PipelineOptions(realtime=False, **options),
+    )
+    return asyncio.run(pipeline.run()), sink.results
+
+
+@pytest.fixture(scope="module")
+def two_sentences() -> np.ndarray:
+    """Two sentences 0.4 s apart: shorter than `vad.min_silence_ms`, so one utterance without a sentence end."""
+    first, second = synthesize("I am very happy today."), synthesize("Where did you put the keys?")
+    return np.concatenate([silence(0.5), first, silence(0.4), second, silence(1.0)])
+
+
+def test_a_transcript_that_ends_a_sentence_ends_the_turn_after_a_short_pause(two_sentences, whisper):
+    metrics, results = run(two_sentences, CountingAsr(whisper), sentence_end_ms=300)
+    assert len(results) == 2, [r.text for r in results]
+    assert "happy" in results[0].text.lower() and "keys" in results[1].text.lower()
+    assert metrics.early_turn_ends == 2  # the second one too: 0.3 s into its final silence, not 0.5
+
+    metrics, results = run(two_sentences, CountingAsr(whisper), sentence_end_ms=0)
+    assert len(results) == 1 and metrics.early_turn_ends == 0
+
+
+def test_the_work_done_during_the_pause_is_the_final_work(two_sentences, whisper):
+    """Each utterance is transcribed once, during its pause; the text is what Whisper says of the cut."""
+    asr = CountingAsr(whisper)
+    metrics, results = run(two_sentences, asr, sentence_end_ms=300)
+    assert metrics.speculations_used == len(results) == 2
+    assert asr.calls == metrics.speculations == 2 and metrics.speculations_discarded == 0
+
+    plain = CountingAsr(whisper)
+    _, again = run(two_sentences, plain, speculate=False, sentence_end_ms=0)
+    assert plain.calls == 1  # one utterance: the pause is shorter than vad.min_silence_ms
+    assert len(again) == 1 and "happy" in again[0].text.lower() and "keys" in again[0].text.lower()
+
+
+def test_a_pause_that_ends_in_more_speech_drops_its_preparation(whisper):
+    """A 0.3 s pause inside a sentence: prepared at 0.2 s, then the speaker goes on; one utterance."""
+    samples = np.concatenate(
+        [
+            silence(0.5),
+            synthesize("If you go to the shop"),
+            silence(0.3),
+            synthesize("bring milk."),
+            silence(1.0),
+        ]
+    )
+    asr = CountingAsr(whisper)
+    metrics, results = run(samples, asr, sentence_end_ms=0)
+    assert len(results) == 1 and "milk" in results[0].text.lower()
+    assert metrics.speculations_discarded >= 1 and metrics.speculations_used == 1
+    assert asr.calls == metrics.speculations
