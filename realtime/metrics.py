@@ -59,6 +59,8 @@ class PipelineMetrics:
     """Of those, the ones cut at the limit because the last `vad.split_search_s` held no pause."""
     voice_splits: int = 0
     """Segments split where the voice changed without a pause (`realtime/speakers/voice_change.py`)."""
+    voice_cuts_while_open: int = 0
+    """Utterances cut while still open because another voice took over (`realtime/session/voice_watch.py`)."""
     early_turn_ends: int = 0
     """Utterances ended after `pipeline.sentence_end_ms` of pause because their transcript ends a sentence."""
     speculations: int = 0

@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import pytest
 from conftest import synthesize
-from test_pipeline import CHUNK, ListSink, ListSource, RecordingSession, make_input
+from test_pipeline import CHUNK, Input, ListSink, ListSource, RecordingSession, make_input
 
 from realtime.frames import SAMPLE_RATE_HZ, AudioChunk, Transcript
 from realtime.session.pipeline import Pipeline, PipelineOptions
@@ -106,3 +106,61 @@ def test_a_pause_that_ends_in_more_speech_drops_its_preparation(whisper):
     assert len(results) == 1 and "milk" in results[0].text.lower()
     assert metrics.speculations_discarded >= 1 and metrics.speculations_used == 1
     assert asr.calls == metrics.speculations
+
+
+class AudioClock:
+    """A sink that notes how much audio capture had read when each result came out."""
+
+    def __init__(self, source: ListSource) -> None:
+        self.source, self.results, self.heard_s = source, [], []
+
+    def emit(self, result) -> None:
+        self.results.append(result)
+        self.heard_s.append(self.source.read_s)
+
+
+class PacedList(ListSource):
+    """A real-time-paced list of chunks (as from a microphone), remembering how far it has been read."""
+
+    read_s = 0.0
+
+    async def stream(self):
+        for item in self.items:
+            await asyncio.sleep(item.end_s - item.start_s)
+            self.read_s = item.end_s
+            yield item
+
+
+def test_another_voice_taking_over_cuts_the_open_utterance_before_it_ends(whisper):
+    """Two voices without a pause: the first person's result comes while the second is still talking."""
+    from conversations import VOICES, speak
+
+    from engines.speaker_encoder import load_voice_encoder
+    from realtime.speakers.attributor import SpeakerAttributor, SpeakerOptions
+    from realtime.speech.vad import VadOptions, VadSegmenter
+
+    first = speak("The train was late again, so I walked all the way from the station.", VOICES[0])
+    second = speak("My sister is moving to another city next month, I will miss her so much.", VOICES[1])
+    samples = np.concatenate([silence(0.5), first, second, silence(1.0)])
+    second_ends_s = (len(samples) - len(silence(1.0))) / SAMPLE_RATE_HZ
+    items = [AudioChunk(samples[i : i + CHUNK], i / SAMPLE_RATE_HZ) for i in range(0, len(samples), CHUNK)]
+    source = PacedList(items)
+    sink = AudioClock(source)
+    pipeline = Pipeline(
+        stream_id="voices",
+        model_id="recording",
+        source=source,
+        segmenter=VadSegmenter(VadOptions()),
+        transcriber=whisper,
+        session=RecordingSession(),
+        make_input=lambda segment, transcript: Input(make_input(segment, transcript)),
+        sinks=[sink],
+        options=PipelineOptions(realtime=True, interim=False),
+        attributor=SpeakerAttributor(load_voice_encoder(), SpeakerOptions()),
+    )
+    metrics = asyncio.run(pipeline.run())
+    assert metrics.voice_cuts_while_open == 1 and len(sink.results) == 2, [r.text for r in sink.results]
+    # (Whisper tiny drops this voice's first clause even on its own: the check is on its second.)
+    assert "station" in sink.results[0].text.lower() and "miss her" in sink.results[1].text.lower()
+    assert sink.heard_s[0] < second_ends_s - 1.0  # published while the second person was still talking
+    assert sink.results[0].speaker != sink.results[1].speaker

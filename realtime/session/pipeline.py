@@ -32,6 +32,7 @@ from realtime.messages import EmotionResult, StageTimings
 from realtime.metrics import PipelineMetrics
 from realtime.session.interim import InterimResults, InterimSink
 from realtime.session.turn_end import Prepared, TurnEnd
+from realtime.session.voice_watch import VoiceWatch
 from realtime.sources.feed import Source
 from realtime.speakers.voice_batch import VoiceBatch
 from realtime.speakers.voice_change import may_split, split_segment
@@ -97,6 +98,9 @@ class PipelineOptions:
     sentence_end_ms: int = 300
     """A pause this long ends the utterance when its transcript already ends a sentence (. ? !); longer
     pauses wait for `vad.min_silence_ms`. 0: always wait. Needs `speculate`."""
+    watch_voice: bool = True
+    """Search the utterance being spoken for another voice taking over (with speaker attribution), and
+    cut it there at once (`realtime/session/voice_watch.py`) instead of when the whole segment ends."""
 
 
 @dataclass(slots=True)
@@ -178,6 +182,14 @@ class Pipeline:
                 recognize=self._recognize_interim,
             )
         self._final_work = final_work or FinalWork()
+        self._voice_watch: VoiceWatch | None = None
+        if self.options.watch_voice and hasattr(attributor, "changes") and hasattr(segmenter, "split_open"):
+            self._voice_watch = VoiceWatch(
+                segmenter,  # type: ignore[arg-type]
+                self._voice_changes,
+                self.metrics,
+                wait_for_search=not self.options.realtime,
+            )
         self._turn_end: TurnEnd | None = None
         if self.options.speculate and hasattr(segmenter, "end_at_pause"):
             self._turn_end = TurnEnd(
@@ -248,6 +260,8 @@ class Pipeline:
                 await self._interim.close()
             if self._turn_end is not None:
                 await self._turn_end.close()
+            if self._voice_watch is not None:
+                await self._voice_watch.close()
             self._asr_pool.shutdown(wait=False, cancel_futures=True)
             if self._own_emotion_pool:
                 self._emotion_pool.shutdown(wait=False, cancel_futures=True)
@@ -286,6 +300,9 @@ class Pipeline:
                 self.metrics.vad_chunk.add((time.perf_counter() - started) * 1000)
                 for segment in segments:
                     await self._enqueue_segment(segment)
+                if self._voice_watch is not None:
+                    for segment in await self._voice_watch.on_audio():
+                        await self._enqueue_segment(segment)
                 if self._turn_end is not None:
                     for segment in await self._turn_end.on_audio():
                         await self._enqueue_segment(segment)
@@ -354,13 +371,15 @@ class Pipeline:
         return Prepared(cuts, [await self._transcribe(part) for part in split_segment(segment, cuts)])
 
     async def _voice_cuts(self, segment: SpeechSegment) -> list[int]:
-        """Where the voice changes inside the segment, on the recognizer's thread that owns the voice
-        encoder; none without an attributor that can tell."""
-        changes = getattr(self._attributor, "changes", None)
-        if changes is None or not may_split(len(segment.samples)):
+        """Where the voice changes inside the segment; none without an attributor that can tell."""
+        if not hasattr(self._attributor, "changes") or not may_split(len(segment.samples)):
             return []
+        return await self._voice_changes(segment.samples)
+
+    async def _voice_changes(self, samples: Any) -> list[int]:
+        """`attributor.changes` on the recognizer's thread, which owns the voice encoder."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._emotion_pool, changes, segment.samples)
+        return await loop.run_in_executor(self._emotion_pool, self._attributor.changes, samples)  # type: ignore[union-attr]
 
     async def _transcribe(self, item: SpeechSegment) -> _Transcribed:
         """Whisper (and the voice embedding meanwhile) of one utterance."""

@@ -205,6 +205,19 @@ class VadSegmenter:
         segment = self._close(end, self._silence_start, forced=False)
         return [segment] if segment else []
 
+    def split_open(self, offset: int) -> list[SpeechSegment]:
+        """Cut the utterance being spoken `offset` samples after its start (another voice took over
+        there, without a pause); what follows stays open as the next utterance."""
+        cut = self._segment_start + offset
+        if not self._triggered or not self._segment_start < cut < self._frames_done * FRAME_SAMPLES:
+            return []
+        silence_start = self._silence_start
+        segment = self._close(cut, cut, forced=False)
+        self._triggered = self._continued = True
+        self._speech_start = self._segment_start = cut
+        self._silence_start = silence_start if silence_start is not None and silence_start > cut else None
+        return [segment] if segment else []
+
     def open_samples(self) -> np.ndarray:
         """The audio of the utterance being spoken so far (for interim results); empty in silence."""
         parts = [f for f in self._history if f.start + FRAME_SAMPLES > self._segment_start]
