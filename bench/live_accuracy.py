@@ -190,20 +190,22 @@ def best_overlap(span: tuple[float, float], results: list):
     return best
 
 
-def split_utterances(spoken: list[SpokenDialogue], live_results: list[list]) -> int:
+def split_utterances(spoken: list[SpokenDialogue], live_results: list[list]) -> tuple[int, int]:
     """Gold utterances published in more than one result (each result counted for the utterance it
-    overlaps most): one sentence split in two by a pause or a voice change."""
-    split = 0
+    overlaps most), and of those the ones that are a single sentence: a sentence split in two by a pause
+    or a voice change (a several-sentence turn split at a sentence end is the other kind)."""
+    split = single = 0
     for item, results in zip(spoken, live_results):
+        spans = item.spans
         homes = [
-            max(
-                range(len(item.spans)),
-                key=lambda i: min(item.spans[i][1], r.end_s) - max(item.spans[i][0], r.start_s),
-            )
+            max(range(len(spans)), key=lambda i: min(spans[i][1], r.end_s) - max(spans[i][0], r.start_s))
             for r in results
         ]
-        split += sum(homes.count(i) > 1 for i in range(len(item.spans)))
-    return split
+        for i, utterance in enumerate(item.dialogue.utterances):
+            if homes.count(i) > 1:
+                split += 1
+                single += len(re.findall(r"[.!?]+(?=\s+\S)", utterance.text.strip())) == 0
+    return split, single
 
 
 def speaker_accuracy(spoken: list[SpokenDialogue], matched: list[list]) -> float:
@@ -402,7 +404,8 @@ def main() -> int:
         "asr_model": config.asr.model,
         "wer": round(wer, 1),
         "missed_utterances": missed,
-        "split_utterances": split_utterances(spoken, live_results),
+        "split_utterances": (splits := split_utterances(spoken, live_results))[0],
+        "split_single_sentences": splits[1],
         "speaker_attribution_accuracy": attribution,
         "live_seconds": round(live_s, 1),
         "asr_ms_p50": round(
@@ -422,7 +425,8 @@ def main() -> int:
     )
     print(
         f"WER {wer:.1f} %   gold utterances no result overlaps: {missed}   "
-        f"published in several results: {report['split_utterances']}"
+        f"published in several results: {report['split_utterances']} "
+        f"({report['split_single_sentences']} of them one sentence)"
     )
     if attribution is not None:
         print(f"speaker attribution: {attribution:.1f} % of matched utterances under the best label mapping")

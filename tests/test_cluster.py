@@ -30,6 +30,13 @@ NODE = {"num_cpus": 1, "object_store_memory": 80 * 1024 * 1024}
 MOVED_ONLINE_WITHIN_S = 15.0
 
 
+def python(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """The project's Python on `args` (a script of the project or `-m module ...`), run from its root."""
+    return subprocess.run(
+        [sys.executable, *args], check=False, capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
+
+
 @pytest.fixture(scope="module")
 def cluster():
     c = Cluster(initialize_head=True, head_node_args={**NODE, "include_dashboard": False})
@@ -172,22 +179,8 @@ def test_cli_serves_four_files_on_both_nodes_with_the_single_process_results(clu
     runs = {}
     for name, extra in (("cluster", ["--cluster", cluster.address]), ("single", [])):
         out = tmp_path / f"{name}.jsonl"
-        done = subprocess.run(
-            [
-                sys.executable,
-                str(ROOT / "run_live.py"),
-                *common,
-                *extra,
-                "--topic-prefix",
-                name,
-                "--jsonl",
-                str(out),
-            ],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            cwd=ROOT,
+        done = python(
+            "run_live.py", *common, *extra, "--topic-prefix", name, "--jsonl", str(out), timeout=600
         )
         assert done.returncode == 0, done.stderr[-3000:]
         runs[name] = [json.loads(line) for line in out.read_text().splitlines()]
@@ -300,13 +293,11 @@ def test_a_drained_host_hands_its_streams_over_without_loss(cluster, served):
         lambda: all(len(s.recorder.results(x)) >= 2 for x in ("d0", "d1")), 150, "two results per stream"
     )
     host = s.host_of("d0")
-    command = [sys.executable, "-m", "realtime.cluster", "drain", host, "--cluster", cluster.address]
-    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    done = python("-m", "realtime.cluster", "drain", host, "--cluster", cluster.address)
     assert done.returncode == 0, done.stderr[-2000:]
     moved = done.stdout.split(": ", 2)[-1].strip().split(", ")
     assert "d0" in moved, done.stdout
-    unknown = [sys.executable, "-m", "realtime.cluster", "drain", "nohost", "--cluster", cluster.address]
-    refused = subprocess.run(unknown, check=False, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    refused = python("-m", "realtime.cluster", "drain", "nohost", "--cluster", cluster.address)
     assert refused.returncode == 2 and refused.stderr.startswith("error: no host 'nohost'"), refused.stderr
     final = s.wait_ended(["d0", "d1"], timeout_s=180)
     reference = None
@@ -329,13 +320,6 @@ def test_a_cluster_address_that_does_not_answer_is_one_line(tmp_path):
         (f"127.0.0.1:{free_port()}", "no Ray cluster at"),
         ("nonsense", "expected auto or HOST:PORT"),
     ):
-        done = subprocess.run(
-            [sys.executable, str(ROOT / "run_live.py"), "--source", "demo", "--cluster", address],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=ROOT,
-        )
+        done = python("run_live.py", "--source", "demo", "--cluster", address)
         assert done.returncode == 2, done.stderr[-2000:]
         assert done.stderr.strip().splitlines() == [done.stderr.strip()] and says in done.stderr, done.stderr

@@ -183,11 +183,14 @@ class Pipeline:
             )
         self._final_work = final_work or FinalWork()
         self._voice_watch: VoiceWatch | None = None
-        if self.options.watch_voice and hasattr(attributor, "changes") and hasattr(segmenter, "split_open"):
+        below = getattr(getattr(attributor, "options", None), "change_below", -1.0)
+        if self.options.watch_voice and below > -1 and hasattr(segmenter, "split_open"):
             self._voice_watch = VoiceWatch(
                 segmenter,  # type: ignore[arg-type]
-                self._voice_changes,
+                lambda samples: self._on_emotion_thread(self._attributor.voice_windows, samples),  # type: ignore[union-attr]
+                lambda samples, cuts: self._on_emotion_thread(self._attributor.distinct_parts, samples, cuts),  # type: ignore[union-attr]
                 self.metrics,
+                below=below,
                 wait_for_search=not self.options.realtime,
             )
         self._turn_end: TurnEnd | None = None
@@ -374,12 +377,11 @@ class Pipeline:
         """Where the voice changes inside the segment; none without an attributor that can tell."""
         if not hasattr(self._attributor, "changes") or not may_split(len(segment.samples)):
             return []
-        return await self._voice_changes(segment.samples)
+        return await self._on_emotion_thread(self._attributor.changes, segment.samples)  # type: ignore[union-attr]
 
-    async def _voice_changes(self, samples: Any) -> list[int]:
-        """`attributor.changes` on the recognizer's thread, which owns the voice encoder."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._emotion_pool, self._attributor.changes, samples)  # type: ignore[union-attr]
+    async def _on_emotion_thread(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Voice encoder work runs on the recognizer's thread, which owns the encoder."""
+        return await asyncio.get_running_loop().run_in_executor(self._emotion_pool, function, *args)
 
     async def _transcribe(self, item: SpeechSegment) -> _Transcribed:
         """Whisper (and the voice embedding meanwhile) of one utterance."""

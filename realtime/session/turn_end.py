@@ -7,7 +7,7 @@ only speaker assignment and the recognizer are left. If the prepared transcript 
 pause need only last `pipeline.sentence_end_ms` before the utterance is ended. Speech resuming before
 either discards the preparation (a Whisper call already running is spent; `metrics.speculations_discarded`).
 
-With paced-free input (`--no-realtime`) capture waits for each preparation, so where a turn ends does
+With unpaced input (`--no-realtime`) capture waits for each preparation, so where a turn ends does
 not depend on how fast the machine is.
 """
 

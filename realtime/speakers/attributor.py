@@ -29,7 +29,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from realtime.frames import SAMPLE_RATE_HZ
-from realtime.speakers.voice_change import change_points
+from realtime.speakers.voice_change import HOP_S, WINDOW_S, change_points
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +156,17 @@ class SpeakerAttributor:
         if not hasattr(self._embedder, "embed_windows"):
             return []
         cuts = change_points(self._embedder, samples, self.options.change_below)  # type: ignore[arg-type]
+        return self.distinct_parts(samples, cuts)
+
+    def voice_windows(self, samples: np.ndarray) -> np.ndarray:
+        """Unit vectors of the 1 s voice windows every `HOP_S` from the start of `samples` (none if the
+        encoder cannot window), for a search that grows with the audio (`realtime/session/voice_watch.py`)."""
+        if not hasattr(self._embedder, "embed_windows"):
+            return np.zeros((0, 0))
+        return self._embedder.embed_windows(samples, WINDOW_S, HOP_S)  # type: ignore[attr-defined]
+
+    def distinct_parts(self, samples: np.ndarray, cuts: list[int]) -> list[int]:
+        """The cuts whose two sides sound like two people as wholes."""
         if not cuts:
             return []
         # Parts on both sides that sound alike as wholes, or like the same known speaker, are one

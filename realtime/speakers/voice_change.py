@@ -43,16 +43,23 @@ def may_split(n_samples: int) -> bool:
 
 def change_points(embedder: WindowEmbedder, samples: np.ndarray, below: float) -> list[int]:
     """Sample offsets where the voice changes (cut points at quiet frames), in order; [] for none."""
-    window, hop, min_part = (round(s * SAMPLE_RATE_HZ) for s in (WINDOW_S, HOP_S, MIN_PART_S))
     if below <= -1 or not may_split(len(samples)):
         return []
-    vectors = embedder.embed_windows(samples, WINDOW_S, HOP_S)
+    return cuts_from_windows(embedder.embed_windows(samples, WINDOW_S, HOP_S), samples, below)
+
+
+def cuts_from_windows(vectors: np.ndarray, samples: np.ndarray, below: float, settled: int = 0) -> list[int]:
+    """`change_points` from the unit vectors of the 1 s windows every `HOP_S` from the start of `samples`.
+
+    `settled`: a candidate needs this many later points (audio still being heard: a dip at the end of
+    what has arrived may only be the edge of a deeper one)."""
+    window, hop, min_part = (round(s * SAMPLE_RATE_HZ) for s in (WINDOW_S, HOP_S, MIN_PART_S))
     lag = window // hop
     if len(vectors) <= lag:
         return []
     similarity = np.einsum("ij,ij->i", vectors[:-lag], vectors[lag:])
     cuts: list[int] = []
-    for i, value in enumerate(similarity):
+    for i, value in enumerate(similarity[: len(similarity) - settled]):
         if value >= below:
             continue
         if (i > 0 and similarity[i - 1] < value) or (i + 1 < len(similarity) and similarity[i + 1] <= value):
