@@ -23,7 +23,7 @@ from realtime.speakers.voice_change import HOP_S, WINDOW_S, cuts_from_windows, m
 
 CHECK_EVERY_S = 0.5
 """Open speech between two searches."""
-SETTLED_POINTS = 2
+SETTLED_POINTS = 1
 """Later similarity points (of `HOP_S` each) a dip needs before it counts: the dip at the edge of the
 audio heard so far is often the start of a deeper one a little later."""
 
