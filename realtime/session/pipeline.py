@@ -187,8 +187,8 @@ class Pipeline:
         if self.options.watch_voice and below > -1 and hasattr(segmenter, "split_open"):
             self._voice_watch = VoiceWatch(
                 segmenter,  # type: ignore[arg-type]
-                lambda samples: self._on_emotion_thread(self._attributor.voice_windows, samples),  # type: ignore[union-attr]
-                lambda samples, cuts: self._on_emotion_thread(self._attributor.distinct_parts, samples, cuts),  # type: ignore[union-attr]
+                attributor,  # type: ignore[arg-type]
+                self._on_emotion_thread,
                 self.metrics,
                 below=below,
                 wait_for_search=not self.options.realtime,

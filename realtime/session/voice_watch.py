@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -37,24 +37,30 @@ class OpenSegment(Protocol):
     def split_open(self, offset: int) -> list[SpeechSegment]: ...
 
 
+class WindowVoices(Protocol):
+    """`realtime.speakers.attributor.SpeakerAttributor`'s voice-change helpers."""
+
+    def voice_windows(self, samples: np.ndarray) -> np.ndarray: ...
+    def distinct_parts(self, samples: np.ndarray, cuts: list[int]) -> list[int]: ...
+
+
 class VoiceWatch:
     """`on_audio` after each chunk; returns the front part when the open segment was cut."""
 
     def __init__(
         self,
         segmenter: OpenSegment,
-        windows: Callable[[np.ndarray], Awaitable[np.ndarray]],
-        distinct: Callable[[np.ndarray, list[int]], Awaitable[list[int]]],
+        voices: WindowVoices,
+        run: Callable[..., Awaitable[Any]],
         metrics: PipelineMetrics,
         *,
         below: float,
         wait_for_search: bool,
     ) -> None:
-        """`windows(samples)`: unit vectors of the windows from the start of `samples`;
-        `distinct(samples, cuts)`: the cuts whose two sides are two people (the attributor's check)."""
+        """`run(function, *args)` runs the `voices` work where the voice encoder lives (its thread)."""
         self._segmenter = segmenter
-        self._windows = windows
-        self._distinct = distinct
+        self._voices = voices
+        self._run = run
         self._metrics = metrics
         self._below = below
         self._wait = wait_for_search
@@ -95,7 +101,7 @@ class VoiceWatch:
         hop, window = round(HOP_S * SAMPLE_RATE_HZ), round(WINDOW_S * SAMPLE_RATE_HZ)
         first = len(self._vectors) * hop
         if len(samples) - first >= window:
-            new = await self._windows(samples[first:])
+            new = await self._run(self._voices.voice_windows, samples[first:])
             if len(new):
                 self._vectors = np.concatenate([self._vectors, new]) if len(self._vectors) else new
         cuts = [
@@ -105,7 +111,7 @@ class VoiceWatch:
         ]
         if not cuts:
             return None
-        kept = await self._distinct(samples, cuts[:1])
+        kept = await self._run(self._voices.distinct_parts, samples, cuts[:1])
         if not kept:
             self._rejected.add(cuts[0])
             return None
