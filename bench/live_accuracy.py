@@ -43,7 +43,7 @@ from engines.text_form import generic_speaker_labels
 from realtime.frames import SAMPLE_RATE_HZ, Transcript
 from realtime.runtime.config import load_live_config
 from realtime.runtime.models import utterance_input
-from realtime.session.pipeline import Pipeline, PipelineOptions
+from realtime.session.pipeline import Pipeline
 from realtime.sources.file import FileSource
 from realtime.speakers.attributor import SpeakerAttributor
 from realtime.speech.vad import VadSegmenter
@@ -168,9 +168,7 @@ async def run_live(spoken: SpokenDialogue, config, transcriber, recognizer, voic
         make_input=collector.make_input,
         sinks=[collector],
         attributor=SpeakerAttributor(voices, config.speakers) if voices else None,
-        options=PipelineOptions(
-            max_context_utterances=config.pipeline.max_context_utterances, realtime=False
-        ),
+        options=dataclasses.replace(config.pipeline, realtime=False),
     )
     try:
         await pipeline.run()
