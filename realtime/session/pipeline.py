@@ -95,7 +95,7 @@ class PipelineOptions:
     speculate: bool = True
     """Transcribe a pause's utterance before the VAD confirms the pause ends it (`realtime/session/turn_end.py`):
     the result comes ~one Whisper call sooner; a pause that turns out mid-utterance costs a wasted call."""
-    sentence_end_ms: int = 300
+    sentence_end_ms: int = 400
     """A pause this long ends the utterance when its transcript already ends a sentence (. ? !); longer
     pauses wait for `vad.min_silence_ms`. 0: always wait. Needs `speculate`."""
     watch_voice: bool = True
