@@ -162,6 +162,9 @@ def test_stats_topic_reports_queues_counts_latency_and_process(
         assert message["process"]["open_fds"] > 0
     produced = [m["results"]["produced"] for m in stats]
     assert produced == sorted(produced) and produced[-1] >= 1
+    turns = stats[-1]["turns"]  # every sentence of the clip ends in a pause prepared before the cut
+    assert turns["speculations_used"] >= 1
+    assert turns["speculations_used"] + turns["speculations_discarded"] <= turns["speculations"]
     uptimes = [m["uptime_s"] for m in stats]
     assert uptimes == sorted(uptimes)
     # Each interval's latency covers only the results made in it: the counts add up to what was made.

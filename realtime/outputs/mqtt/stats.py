@@ -58,6 +58,14 @@ class StreamStats:
                 "forced_splits": self.pipeline.forced_splits,
                 "forced_splits_without_pause": self.pipeline.forced_splits_without_pause,
             },
+            "turns": {
+                "voice_splits": self.pipeline.voice_splits,
+                "voice_cuts_while_open": self.pipeline.voice_cuts_while_open,
+                "early_turn_ends": self.pipeline.early_turn_ends,
+                "speculations": self.pipeline.speculations,
+                "speculations_used": self.pipeline.speculations_used,
+                "speculations_discarded": self.pipeline.speculations_discarded,
+            },
             "interim": {
                 "published": self.pipeline.interim_published,
                 "skipped": self.pipeline.interim_skipped + self.publisher.interim_dropped,
