@@ -61,7 +61,7 @@ class Prepared:
 @dataclass(slots=True)
 class _Speculation:
     key: tuple[float, int]
-    start_s: float
+    """(segment start time, pause start sample): `VadSegmenter.settled_pause`."""
     n_samples: int
     task: asyncio.Task[Prepared]
 
@@ -104,7 +104,7 @@ class TurnEnd:
             samples = self._segmenter.pause_audio()
             preview = SpeechSegment(segment_id=-1, start_s=key[0], end_s=key[0], samples=samples)
             task = asyncio.create_task(self._prepare(preview), name="speculative-final")
-            self._current = _Speculation(key, key[0], len(samples), task)
+            self._current = _Speculation(key, len(samples), task)
             self._metrics.speculations += 1
             if self._wait:
                 await asyncio.wait({task})
@@ -125,7 +125,7 @@ class TurnEnd:
         current, self._current = self._current, None
         if current is None:
             return
-        if current.start_s == segment.start_s and current.n_samples == len(segment.samples):
+        if current.key[0] == segment.start_s and current.n_samples == len(segment.samples):
             self._claimed[segment.segment_id] = current
         else:
             self._drop(current)

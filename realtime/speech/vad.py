@@ -201,9 +201,7 @@ class VadSegmenter:
         (the transcript already ends a sentence); the segment is the one that pause would have cut."""
         if not self.pausing:
             return []
-        end = min(self._frames_done * FRAME_SAMPLES, self._silence_start + self._pad)
-        segment = self._close(end, self._silence_start, forced=False)
-        return [segment] if segment else []
+        return self._close_at_pause(self._frames_done * FRAME_SAMPLES)
 
     def split_open(self, offset: int) -> list[SpeechSegment]:
         """Cut the utterance being spoken `offset` samples after its start (another voice took over
@@ -282,17 +280,12 @@ class VadSegmenter:
             if self._silence_start is None:
                 self._silence_start = start
             if end - self._silence_start >= self._min_silence:
-                segment = self._close(
-                    min(end, self._silence_start + self._pad), self._silence_start, forced=False
-                )
-                segments.extend([segment] if segment else [])
+                segments.extend(self._close_at_pause(end))
         # Cut before the next frame would take the segment past its maximum length.
         if self._triggered and end + FRAME_SAMPLES - self._segment_start > self._max_utterance:
             if self._silence_start is not None:
                 # Already in a pause: end here as at any pause, just without waiting for all of it.
-                speech_end = self._silence_start
-                segment = self._close(min(end, speech_end + self._pad), speech_end, forced=False)
-                segments.extend([segment] if segment else [])
+                segments.extend(self._close_at_pause(end))
             else:
                 cut = self._split_point(end)
                 segment = self._close(cut, cut, forced=True, at_pause=cut < end)
@@ -323,6 +316,11 @@ class VadSegmenter:
             self.options.threshold,
         )
         return end if offset is None else window[0].start + offset
+
+    def _close_at_pause(self, heard: int) -> list[SpeechSegment]:
+        """End the open segment at its current pause, keeping `speech_pad_ms` of it (as far as heard)."""
+        segment = self._close(min(heard, self._silence_start + self._pad), self._silence_start, forced=False)
+        return [segment] if segment else []
 
     def _close(
         self, end: int, speech_end: int, *, forced: bool, at_pause: bool = False
