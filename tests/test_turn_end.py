@@ -90,8 +90,19 @@ def test_the_work_done_during_the_pause_is_the_final_work(two_sentences, whisper
     assert len(again) == 1 and "happy" in again[0].text.lower() and "keys" in again[0].text.lower()
 
 
+def test_work_started_before_the_pad_is_heard_gives_the_same_results(two_sentences, whisper):
+    """Started 64 ms into the pause, Whisper hears the utterance without the rest of its trailing pad;
+    the segments are the same as when it starts with the pad complete, and the work is reused."""
+    early_metrics, early = run(
+        two_sentences, CountingAsr(whisper), sentence_end_ms=300, speculate_after_ms=64
+    )
+    late_metrics, late = run(two_sentences, CountingAsr(whisper), sentence_end_ms=300, speculate_after_ms=200)
+    assert [(r.start_s, r.end_s, r.text) for r in early] == [(r.start_s, r.end_s, r.text) for r in late]
+    assert early_metrics.speculations_used == late_metrics.speculations_used == 2
+
+
 def test_a_pause_that_ends_in_more_speech_drops_its_preparation(whisper):
-    """A 0.3 s pause inside a sentence: prepared at 0.2 s, then the speaker goes on; one utterance."""
+    """A 0.3 s pause inside a sentence: prepared during it, then the speaker goes on; one utterance."""
     samples = np.concatenate(
         [
             silence(0.5),

@@ -205,3 +205,30 @@ def test_open_utterance_is_visible_while_spoken(espeak_wav):
     segments = segmenter.push(AudioChunk(espeak_wav.samples[middle - middle % 512 :], heard_s))
     assert segments and segments[0].start_s == pytest.approx(since)
     np.testing.assert_array_equal(segments[0].samples[: len(samples)], samples)
+
+
+def test_a_pause_offers_the_audio_a_cut_there_would_keep(espeak_wav):
+    """From its first silent frame a pause has a key, and the audio of the segment a cut there makes, as
+    far as heard: short of the trailing pad at first, all of it once the pad is heard; the cut matches."""
+    segmenter = VadSegmenter(VadOptions())
+    samples, offset = espeak_wav.samples, 0
+
+    def push() -> list[SpeechSegment]:
+        nonlocal offset
+        segments = segmenter.push(AudioChunk(samples[offset : offset + 512], offset / SAMPLE_RATE_HZ))
+        offset += 512
+        return segments
+
+    key, first, sizes, segments = None, np.zeros(0), [], []
+    while not segments:
+        if segmenter.pause_key is not None and segmenter.pause_key != key:  # a new pause (short ones resume)
+            key, cut, first = segmenter.pause_key, segmenter.pause_cut_samples, segmenter.pause_audio()
+            sizes = [len(first)]
+        elif key is not None and segmenter.pause_key == key:
+            assert segmenter.pause_cut_samples == cut
+            sizes.append(len(segmenter.pause_audio()))
+        segments = push()
+    assert key[1] / SAMPLE_RATE_HZ == pytest.approx(espeak_wav.spans_s[0][1], abs=0.25)
+    assert sizes[0] < cut and sizes[-1] == cut and sizes == sorted(sizes)
+    assert len(segments[0].samples) == cut and segments[0].start_s == key[0]
+    np.testing.assert_array_equal(segments[0].samples[: len(first)], first)

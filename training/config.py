@@ -12,6 +12,7 @@ from engines.m2fnet import M2FNetConfig
 from engines.text_encoder import TextEncoderConfig
 from engines.yaml_config import build_dataclass
 from training.data import DataError
+from training.distill import DistillOptions
 from training.recipe import RecipeOptions
 from training.text_augment import TextAugmentOptions
 
@@ -47,6 +48,8 @@ class TrainConfig:
     """Extractor pretraining and feature extraction for `train --modalities text,audio[,visual]`."""
     text_augment: TextAugmentOptions = field(default_factory=TextAugmentOptions)
     """Training text made to look like live transcripts (training/text_augment.py)."""
+    distill: DistillOptions = field(default_factory=DistillOptions)
+    """Soft labels from a full-context teacher checkpoint (training/distill.py)."""
 
     def validate(self) -> None:
         if self.model.causal and self.text.future_utterances:

@@ -21,6 +21,7 @@ from engines.text_encoder import SplitTextEncoder, load_tokenizer_and_model
 from training.batches import IGNORE, EncodedDialogue, collate, encode_dialogues
 from training.config import TrainConfig, config_to_dict
 from training.data import DataError, Dialogue, check_labels, label_set, load_dialogues
+from training.distill import distillation_loss, soft_targets, teacher_probabilities
 from training.features_io import ModalityFeatures
 from training.metrics import classification_report
 from training.text_augment import live_style
@@ -44,19 +45,26 @@ def batches(dialogues: list[EncodedDialogue], size: int, shuffle: bool) -> list[
     return [[dialogues[i] for i in order[s : s + size]] for s in range(0, len(order), size)]
 
 
-def predict_probabilities(
+def predict_logits(
     encoder: SplitTextEncoder, network: M2FNet, dialogues: list[EncodedDialogue], batch_size: int = 8
 ) -> list[torch.Tensor]:
-    """Softmax probabilities (K, C) per dialogue."""
+    """Logits (K, C) per dialogue."""
     encoder.eval()
     network.eval()
     out = []
     with torch.no_grad():
         for batch in batches(dialogues, batch_size, shuffle=False):
             features, present, valid, _ = collate(encoder, batch, network.cfg.modalities)
-            probs = torch.softmax(network(features, present, valid), dim=-1)
-            out += [probs[row, : len(d.states)] for row, d in enumerate(batch)]
+            logits = network(features, present, valid)
+            out += [logits[row, : len(d.states)] for row, d in enumerate(batch)]
     return out
+
+
+def predict_probabilities(
+    encoder: SplitTextEncoder, network: M2FNet, dialogues: list[EncodedDialogue], batch_size: int = 8
+) -> list[torch.Tensor]:
+    """Softmax probabilities (K, C) per dialogue."""
+    return [torch.softmax(x, dim=-1) for x in predict_logits(encoder, network, dialogues, batch_size)]
 
 
 def evaluate_encoded(encoder, network, dialogues: list[EncodedDialogue], labels: list[str]) -> dict:
@@ -150,6 +158,8 @@ def train_model(
     )
     dev_set = encode_dialogues(dev_dialogues, tokenizer, encoder, cache, config.text, labels, dev_vectors)
 
+    distill = config.distill
+    teacher = teacher_probabilities(distill, train_path, labels) if distill.teacher else None
     network = M2FNet(config.model)
     optim = config.optim
     # Deep supervision: a linear probe on the utterance vectors, used in training only.
@@ -195,6 +205,11 @@ def train_model(
             features, present, valid, target = collate(encoder, batch, modalities, optim.modality_dropout)
             logits = network(features, present, valid)
             loss = loss_fn(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+            if teacher is not None:
+                soft = soft_targets(batch, teacher, tuple(logits.shape))
+                loss = (1 - distill.weight) * loss + distill.weight * distillation_loss(
+                    logits, soft, target, distill.temperature
+                )
             if optim.utterance_loss_weight:
                 direct = utterance_head(features["text"])
                 loss = loss + optim.utterance_loss_weight * loss_fn(

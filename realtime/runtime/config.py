@@ -24,6 +24,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "pipeline.utterance_queue_size": (1, 10_000),
     "pipeline.interim_after_s": (0.1, 3600.0),
     "pipeline.interim_every_s": (0.1, 3600.0),
+    "pipeline.speculate_after_ms": (0, 60_000),
     "pipeline.sentence_end_ms": (0, 60_000),
     "mqtt.qos": (0, 2),
     "mqtt.outbox_max_messages": (1, 10_000_000),

@@ -95,6 +95,9 @@ class PipelineOptions:
     speculate: bool = True
     """Transcribe a pause's utterance before the VAD confirms the pause ends it (`realtime/session/turn_end.py`):
     the result comes ~one Whisper call sooner; a pause that turns out mid-utterance costs a wasted call."""
+    speculate_after_ms: int = 100
+    """Pause length at which that work starts. Lower: results sooner, more calls wasted on pauses between
+    words; at `vad.speech_pad_ms` or more Whisper hears exactly the audio the segment keeps."""
     sentence_end_ms: int = 400
     """A pause this long ends the utterance when its transcript already ends a sentence (. ? !); longer
     pauses wait for `vad.min_silence_ms`. 0: always wait. Needs `speculate`."""
@@ -199,6 +202,7 @@ class Pipeline:
                 segmenter,  # type: ignore[arg-type]
                 self._prepare,
                 self.metrics,
+                start_after_ms=self.options.speculate_after_ms,
                 sentence_end_ms=self.options.sentence_end_ms,
                 wait_for_preparation=not self.options.realtime,
             )

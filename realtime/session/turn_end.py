@@ -1,9 +1,10 @@
 """End of turn sooner: the final result is prepared during the pause, before the VAD confirms it.
 
-Once a pause is `vad.speech_pad_ms` long, the audio the utterance will keep if it ends there is known, so
-its final work that learns nothing (the voice-change split, Whisper, the voice embedding) starts at once.
-If the pause lasts `vad.min_silence_ms`, the VAD cuts exactly that audio and the prepared work is used:
-only speaker assignment and the recognizer are left. If the prepared transcript ends a sentence, the
+Once a pause is `pipeline.speculate_after_ms` long, the final work of the utterance as it would end there,
+work that learns nothing (the voice-change split, Whisper, the voice embedding), starts at once on the
+audio heard so far (all of it but the rest of the `vad.speech_pad_ms` of trailing silence the segment
+keeps). If the pause lasts `vad.min_silence_ms`, the VAD cuts the utterance there and the prepared work is
+used: only speaker assignment and the recognizer are left. If the prepared transcript ends a sentence, the
 pause need only last `pipeline.sentence_end_ms` before the utterance is ended. Speech resuming before
 either discards the preparation (a Whisper call already running is spent; `metrics.speculations_discarded`).
 
@@ -33,9 +34,11 @@ class PausingSegmenter(Protocol):
     """`realtime.speech.vad.VadSegmenter`'s view of a pause in the utterance being spoken."""
 
     @property
-    def settled_pause(self) -> tuple[float, int] | None: ...
+    def pause_key(self) -> tuple[float, int] | None: ...
     @property
     def pause_ms(self) -> float: ...
+    @property
+    def pause_cut_samples(self) -> int: ...
     def pause_audio(self) -> np.ndarray: ...
     def end_at_pause(self) -> list[SpeechSegment]: ...
 
@@ -61,8 +64,9 @@ class Prepared:
 @dataclass(slots=True)
 class _Speculation:
     key: tuple[float, int]
-    """(segment start time, pause start sample): `VadSegmenter.settled_pause`."""
-    n_samples: int
+    """(segment start time, pause start sample): `VadSegmenter.pause_key`."""
+    cut_samples: int
+    """Length of the segment if the VAD cuts at this pause."""
     task: asyncio.Task[Prepared]
 
     def ready(self) -> Prepared | None:
@@ -80,31 +84,33 @@ class TurnEnd:
         prepare: Callable[[SpeechSegment], Awaitable[Prepared]],
         metrics: PipelineMetrics,
         *,
+        start_after_ms: int,
         sentence_end_ms: int,
         wait_for_preparation: bool,
     ) -> None:
         self._segmenter = segmenter
         self._prepare = prepare
         self._metrics = metrics
+        self._start_after_ms = start_after_ms
         self._sentence_end_ms = sentence_end_ms
         self._wait = wait_for_preparation
         self._current: _Speculation | None = None
         self._claimed: dict[int, _Speculation] = {}
 
     async def on_audio(self) -> list[SpeechSegment]:
-        """Start preparing a settled pause, drop a preparation whose pause ended in speech; the segments
-        of an utterance ended early because its transcript ends a sentence."""
-        key = self._segmenter.settled_pause
+        """Start preparing a pause `start_after_ms` long, drop a preparation whose pause ended in speech;
+        the segments of an utterance ended early because its transcript ends a sentence."""
+        key = self._segmenter.pause_key
         if self._current is not None and self._current.key != key:
             self._drop(self._current)
             self._current = None
-        if key is None:
+        if key is None or (self._current is None and self._segmenter.pause_ms < self._start_after_ms):
             return []
         if self._current is None:
             samples = self._segmenter.pause_audio()
             preview = SpeechSegment(segment_id=-1, start_s=key[0], end_s=key[0], samples=samples)
             task = asyncio.create_task(self._prepare(preview), name="speculative-final")
-            self._current = _Speculation(key, len(samples), task)
+            self._current = _Speculation(key, self._segmenter.pause_cut_samples, task)
             self._metrics.speculations += 1
             if self._wait:
                 await asyncio.wait({task})
@@ -121,11 +127,11 @@ class TurnEnd:
         return []
 
     def segment_cut(self, segment: SpeechSegment) -> None:
-        """The VAD cut `segment`: keep the preparation if it was made of exactly this audio."""
+        """The VAD cut `segment`: keep the preparation if it was made for a cut at this pause."""
         current, self._current = self._current, None
         if current is None:
             return
-        if current.key[0] == segment.start_s and current.n_samples == len(segment.samples):
+        if current.key[0] == segment.start_s and current.cut_samples == len(segment.samples):
             self._claimed[segment.segment_id] = current
         else:
             self._drop(current)

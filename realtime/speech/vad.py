@@ -177,11 +177,10 @@ class VadSegmenter:
         return self._triggered and self._silence_start is not None
 
     @property
-    def settled_pause(self) -> tuple[float, int] | None:
-        """(segment start time, pause start sample) once the current pause is `speech_pad_ms` long, so the
-        audio a cut here would keep is complete (`pause_audio`); None while speaking or in silence. A new
-        pause of the same utterance has a new key."""
-        if not self.pausing or self._frames_done * FRAME_SAMPLES - self._silence_start < self._pad:
+    def pause_key(self) -> tuple[float, int] | None:
+        """(segment start time, pause start sample) while the utterance being spoken is in a pause; None
+        while speaking or in silence. A new pause of the same utterance has a new key."""
+        if not self.pausing:
             return None
         return (self._origin_s or 0.0) + self._segment_start / SAMPLE_RATE_HZ, self._silence_start
 
@@ -192,9 +191,16 @@ class VadSegmenter:
             return 0.0
         return (self._frames_done * FRAME_SAMPLES - self._silence_start) * 1000 / SAMPLE_RATE_HZ
 
+    @property
+    def pause_cut_samples(self) -> int:
+        """Length of the segment a cut at the current pause makes: speech up to the pause plus
+        `speech_pad_ms`."""
+        return self._silence_start + self._pad - self._segment_start if self.pausing else 0
+
     def pause_audio(self) -> np.ndarray:
-        """Exactly the audio that the segment will hold if it ends at the current settled pause."""
-        return self.open_samples()[: self._silence_start + self._pad - self._segment_start]
+        """The audio that the segment will hold if it ends at the current pause, as far as heard: all of
+        it once the pause is `speech_pad_ms` long, before that all but the rest of the trailing pad."""
+        return self.open_samples()[: self.pause_cut_samples]
 
     def end_at_pause(self) -> list[SpeechSegment]:
         """End the utterance being spoken at its current pause now, without waiting for `min_silence_ms`
