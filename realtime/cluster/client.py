@@ -194,9 +194,9 @@ class _ResultReader:
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._read())
-        await asyncio.wait(
-            {self._task, asyncio.ensure_future(self._subscribed.wait())}, return_when="FIRST_COMPLETED"
-        )
+        subscribed = asyncio.ensure_future(self._subscribed.wait())
+        await asyncio.wait({self._task, subscribed}, return_when="FIRST_COMPLETED")
+        subscribed.cancel()  # the reader failed before subscribing: no waiter left behind
         if self._task.done():
             self._task.result()
 

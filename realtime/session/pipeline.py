@@ -96,8 +96,8 @@ class PipelineOptions:
     """Transcribe a pause's utterance before the VAD confirms the pause ends it (`realtime/session/turn_end.py`):
     the result comes ~one Whisper call sooner; a pause that turns out mid-utterance costs a wasted call."""
     speculate_after_ms: int = 100
-    """Pause length at which that work starts. Lower: results sooner, more calls wasted on pauses between
-    words; at `vad.speech_pad_ms` or more Whisper hears exactly the audio the segment keeps."""
+    """While Whisper is idle that work starts this far into a pause, before the trailing `vad.speech_pad_ms`
+    is heard (with `sentence_end_ms` 300: results ~100 ms sooner); otherwise once the pad is heard."""
     sentence_end_ms: int = 400
     """A pause this long ends the utterance when its transcript already ends a sentence (. ? !); longer
     pauses wait for `vad.min_silence_ms`. 0: always wait. Needs `speculate`."""
@@ -205,6 +205,7 @@ class Pipeline:
                 start_after_ms=self.options.speculate_after_ms,
                 sentence_end_ms=self.options.sentence_end_ms,
                 wait_for_preparation=not self.options.realtime,
+                idle=self._whisper_idle if self.options.realtime else lambda: True,
             )
         self._segments: asyncio.Queue[SpeechSegment | object] = asyncio.Queue(self.options.segment_queue_size)
         self._utterances: asyncio.Queue[_Transcribed | object] = asyncio.Queue(
@@ -229,6 +230,10 @@ class Pipeline:
         """Stream time where the last published utterance ended: a moved stream resumes there."""
         self._started = 0.0
         self._source_error: Exception | None = None
+
+    def _whisper_idle(self) -> bool:
+        """No final work running (in any stream sharing the executors) and none queued in this one."""
+        return not self._final_work.running and self._segments.empty() and self._utterances.empty()
 
     def queue_depths(self) -> dict[str, int]:
         """Items waiting now in the segment (VAD -> Whisper) and utterance (Whisper -> recognizer) queues."""
@@ -314,10 +319,7 @@ class Pipeline:
                     for segment in await self._turn_end.on_audio():
                         await self._enqueue_segment(segment)
                 if self._interim is not None:
-                    idle = (
-                        not self._final_work.running and self._segments.empty() and self._utterances.empty()
-                    )
-                    self._interim.on_audio(item.end_s, idle)
+                    self._interim.on_audio(item.end_s, self._whisper_idle())
         finally:
             stop_wait.cancel()
             await _close_stream(stream)

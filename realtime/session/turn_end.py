@@ -1,9 +1,10 @@
 """End of turn sooner: the final result is prepared during the pause, before the VAD confirms it.
 
-Once a pause is `pipeline.speculate_after_ms` long, the final work of the utterance as it would end there,
-work that learns nothing (the voice-change split, Whisper, the voice embedding), starts at once on the
-audio heard so far (all of it but the rest of the `vad.speech_pad_ms` of trailing silence the segment
-keeps). If the pause lasts `vad.min_silence_ms`, the VAD cuts the utterance there and the prepared work is
+Once a pause is `vad.speech_pad_ms` long, the audio the utterance will keep if it ends there is known, so
+its final work that learns nothing (the voice-change split, Whisper, the voice embedding) starts at once.
+While Whisper has nothing else to do it starts sooner, `pipeline.speculate_after_ms` into the pause, on
+the audio heard so far (all but the rest of the trailing pad): on a busy box the extra calls that pauses
+between words cost would delay other streams' finals. If the pause lasts `vad.min_silence_ms`, the VAD cuts the utterance there and the prepared work is
 used: only speaker assignment and the recognizer are left. If the prepared transcript ends a sentence, the
 pause need only last `pipeline.sentence_end_ms` before the utterance is ended. Speech resuming before
 either discards the preparation (a Whisper call already running is spent; `metrics.speculations_discarded`).
@@ -87,27 +88,35 @@ class TurnEnd:
         start_after_ms: int,
         sentence_end_ms: int,
         wait_for_preparation: bool,
+        idle: Callable[[], bool],
     ) -> None:
+        """`idle()`: no final work waits for or runs in Whisper (the early start uses only spare time)."""
         self._segmenter = segmenter
         self._prepare = prepare
         self._metrics = metrics
         self._start_after_ms = start_after_ms
+        self._idle = idle
         self._sentence_end_ms = sentence_end_ms
         self._wait = wait_for_preparation
         self._current: _Speculation | None = None
         self._claimed: dict[int, _Speculation] = {}
 
     async def on_audio(self) -> list[SpeechSegment]:
-        """Start preparing a pause `start_after_ms` long, drop a preparation whose pause ended in speech;
-        the segments of an utterance ended early because its transcript ends a sentence."""
+        """Start preparing a pause whose audio is complete (or `start_after_ms` long while Whisper is idle),
+        drop a preparation whose pause ended in speech; the segments of an utterance ended early because
+        its transcript ends a sentence."""
         key = self._segmenter.pause_key
         if self._current is not None and self._current.key != key:
             self._drop(self._current)
             self._current = None
-        if key is None or (self._current is None and self._segmenter.pause_ms < self._start_after_ms):
+        if key is None:
             return []
         if self._current is None:
             samples = self._segmenter.pause_audio()
+            complete = len(samples) >= self._segmenter.pause_cut_samples
+            early = self._segmenter.pause_ms >= self._start_after_ms and self._idle()
+            if not (complete or early):
+                return []
             preview = SpeechSegment(segment_id=-1, start_s=key[0], end_s=key[0], samples=samples)
             task = asyncio.create_task(self._prepare(preview), name="speculative-final")
             self._current = _Speculation(key, self._segmenter.pause_cut_samples, task)
