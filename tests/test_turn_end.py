@@ -41,7 +41,7 @@ def silence(seconds: float) -> np.ndarray:
     return np.zeros(round(seconds * SAMPLE_RATE_HZ), np.float32)
 
 
-def run(samples: np.ndarray, asr, **options):
+def run(samples: np.ndarray, asr, attributor=None, **options):
     from realtime.speech.vad import VadOptions, VadSegmenter
 
     items = [AudioChunk(samples[i : i + CHUNK], i / SAMPLE_RATE_HZ) for i in range(0, len(samples), CHUNK)]
@@ -53,9 +53,10 @@ def run(samples: np.ndarray, asr, **options):
         segmenter=VadSegmenter(VadOptions()),
         transcriber=asr,
         session=RecordingSession(),
-        make_input=make_input,
+        make_input=lambda segment, transcript: Input(make_input(segment, transcript)),
         sinks=[sink],
         options=PipelineOptions(realtime=False, **options),
+        attributor=attributor,
     )
     return asyncio.run(pipeline.run()), sink.results
 
@@ -99,6 +100,36 @@ def test_work_started_before_the_pad_is_heard_gives_the_same_results(two_sentenc
     late_metrics, late = run(two_sentences, CountingAsr(whisper), sentence_end_ms=300, speculate_after_ms=200)
     assert [(r.start_s, r.end_s, r.text) for r in early] == [(r.start_s, r.end_s, r.text) for r in late]
     assert early_metrics.speculations_used == late_metrics.speculations_used == 2
+
+
+class LengthVoices:
+    """Stand-in attributor noting the length of the audio each voice used for assignment was made of."""
+
+    def __init__(self) -> None:
+        self.assigned: list[int] = []
+
+    def embed(self, samples: np.ndarray):
+        from realtime.speakers.attributor import Voice
+
+        return Voice(np.ones(4), len(samples) / SAMPLE_RATE_HZ, embed_ms=1.0)
+
+    def assign(self, voice):
+        from realtime.speakers.attributor import SpeakerTurn
+
+        self.assigned.append(round(voice.duration_s * SAMPLE_RATE_HZ))
+        return SpeakerTurn(label="S1", name="S1", embed_ms=1.0, cluster_ms=0.1)
+
+    def identify(self, samples: np.ndarray):
+        return None
+
+
+def test_an_early_start_embeds_the_voice_again_on_the_whole_utterance(two_sentences, whisper):
+    """Work started before the trailing pad is heard has the voice of shorter audio: the voice that
+    assigns the speaker is made of the whole cut segment, like the transcript's segment."""
+    voices = LengthVoices()
+    _, results = run(two_sentences, CountingAsr(whisper), voices, sentence_end_ms=300, speculate_after_ms=64)
+    lengths = [round((r.end_s - r.start_s) * SAMPLE_RATE_HZ) for r in results]
+    assert len(results) == 2 and voices.assigned == lengths
 
 
 def test_a_pause_that_ends_in_more_speech_drops_its_preparation(whisper):
