@@ -44,3 +44,13 @@ def test_student_learns_from_soft_labels_alone(teacher):
     config.distill = DistillOptions(str(teacher / "teacher"), weight=1.0, temperature=2.0)
     best = train_model(config, teacher / "train.jsonl", teacher / "dev.jsonl", teacher / "student", seed=0)
     assert best["weighted_f1"] > 80.0
+
+
+def test_a_missing_teacher_is_a_config_error_naming_the_field(tmp_path):
+    from training.config import load_config
+    from training.data import DataError
+
+    path = tmp_path / "student.yaml"
+    path.write_text(f"distill:\n  teacher: {tmp_path / 'nowhere'}\n")
+    with pytest.raises(DataError, match="distill.teacher .*nowhere"):
+        load_config(str(path))

@@ -56,6 +56,10 @@ class TrainConfig:
             raise DataError(
                 "config: a causal model cannot read future utterances (text.future_utterances must be 0)"
             )
+        if self.distill.teacher and not (Path(self.distill.teacher) / "model.safetensors").is_file():
+            raise DataError(
+                f"config: distill.teacher {self.distill.teacher}: no checkpoint there (model.safetensors)"
+            )
         if self.text.speaker_labels not in ("names", "generic"):
             raise DataError(
                 f"config: text.speaker_labels must be 'names' or 'generic', not '{self.text.speaker_labels}'"
