@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from tests.test_train import small_config, synthetic
-from training.distill import DistillOptions, distillation_loss, teacher_probabilities
-from training.train import train_model
+from training.distill import DistillOptions, distillation_loss
+from training.train import teacher_probabilities, train_model
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,11 @@ not the student's live-style copy."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from engines.checkpoint import load_checkpoint
 from training.batches import IGNORE, EncodedDialogue
-from training.data import DataError, load_dialogues
 
 
 @dataclass
@@ -26,24 +23,6 @@ class DistillOptions:
     weight: float = 0.5
     """Loss = (1 - weight) * cross-entropy + weight * T^2 * KL(teacher || student) at temperature T."""
     temperature: float = 2.0
-
-
-def teacher_probabilities(
-    options: DistillOptions, train_path: str | Path, labels: list[str]
-) -> dict[str, torch.Tensor]:
-    """dialogue id -> (K, C) teacher probabilities at `options.temperature`, columns in `labels` order."""
-    from training.train import encode_for_checkpoint, predict_logits
-
-    teacher = load_checkpoint(options.teacher)
-    if sorted(teacher.labels) != sorted(labels):
-        raise DataError(f"distill.teacher {options.teacher}: labels {teacher.labels} differ from {labels}")
-    order = torch.tensor([teacher.labels.index(label) for label in labels])
-    dialogues = load_dialogues(train_path)
-    logits = predict_logits(teacher.encoder, teacher.network, encode_for_checkpoint(teacher, dialogues))
-    return {
-        d.dialogue_id: torch.softmax(x[:, order] / options.temperature, dim=-1)
-        for d, x in zip(dialogues, logits)
-    }
 
 
 def soft_targets(

@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from engines.checkpoint import MEDIA_MODALITIES, Checkpoint, copy_extractor, save_checkpoint
+from engines.checkpoint import MEDIA_MODALITIES, Checkpoint, copy_extractor, load_checkpoint, save_checkpoint
 from engines.m2fnet import M2FNet
 from engines.text_encoder import SplitTextEncoder, load_tokenizer_and_model
 from training.batches import IGNORE, EncodedDialogue, collate, encode_dialogues
 from training.config import TrainConfig, config_to_dict
 from training.data import DataError, Dialogue, check_labels, label_set, load_dialogues
-from training.distill import distillation_loss, soft_targets, teacher_probabilities
+from training.distill import DistillOptions, distillation_loss, soft_targets
 from training.features_io import ModalityFeatures
 from training.metrics import classification_report
 from training.text_augment import live_style
@@ -298,3 +298,19 @@ def encode_for_checkpoint(checkpoint: Checkpoint, dialogues, modality_vectors: M
         checkpoint.labels,
         modality_vectors,
     )
+
+
+def teacher_probabilities(
+    options: DistillOptions, train_path: str | Path, labels: list[str]
+) -> dict[str, torch.Tensor]:
+    """dialogue id -> (K, C) teacher probabilities at `options.temperature`, columns in `labels` order."""
+    teacher = load_checkpoint(options.teacher)
+    if sorted(teacher.labels) != sorted(labels):
+        raise DataError(f"distill.teacher {options.teacher}: labels {teacher.labels} differ from {labels}")
+    order = torch.tensor([teacher.labels.index(label) for label in labels])
+    dialogues = load_dialogues(train_path)
+    logits = predict_logits(teacher.encoder, teacher.network, encode_for_checkpoint(teacher, dialogues))
+    return {
+        d.dialogue_id: torch.softmax(x[:, order] / options.temperature, dim=-1)
+        for d, x in zip(dialogues, logits)
+    }
