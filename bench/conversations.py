@@ -10,7 +10,8 @@ recognizer; the Pipeline that run_live.py builds, config configs/live.yaml) runs
 Prints per clip kind: segmentation recall (a turn is found when exactly one result covers most of it
 and covers no other turn), turns merged, false splits (a turn published in several results), speakers
 found (distinct labels published) against the truth, attribution accuracy (best one-to-one mapping,
-a turn without a result counts as wrong), and with --realtime (paced capture, Whisper uncached) end of
+a turn without a result counts as wrong), the same two after the speaker corrections that later
+results carried (`speaker_revisions`: "rev"), and with --realtime (paced capture, Whisper uncached) end of
 speech -> result p50/p95: from a turn's last voiced sample to the moment the sink got the result that
 holds it, over all turns and ("cut") over the turns that ended a VAD segment (the front part of a
 voice-change split is published only once the whole segment has ended). Tune on actors 1-12, report on 13-16 (the voice head never heard them). RAVDESS is CC
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import dataclasses
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -138,13 +140,15 @@ class KindScore:
     merged: int = 0
     split: int = 0
     right: float = 0.0
+    right_revised: float = 0.0
     speakers: list[tuple[int, int]] = None  # (found, true) per conversation
+    speakers_revised: list[tuple[int, int]] = None
     latency_ms: list[float] = None
     latency_cut_ms: list[float] = None
     """Latency of the turns that ended a VAD segment (not the front part of a split)."""
 
     def __post_init__(self) -> None:
-        self.speakers, self.latency_ms, self.latency_cut_ms = [], [], []
+        self.speakers, self.speakers_revised, self.latency_ms, self.latency_cut_ms = [], [], [], []
 
     def add(self, turns: tuple[RealTurn, ...], received: list[Received], source: _TimedSource | None) -> None:
         results = [r.result for r in received]
@@ -156,6 +160,12 @@ class KindScore:
         self.right += attribution_accuracy([t.speaker for t in turns], seg.labels) * seg.turns
         labels = {r.speaker for r in results if r.speaker is not None}
         self.speakers.append((len(labels), len({t.speaker for t in turns})))
+        revised = with_revisions(results)
+        self.right_revised += (
+            attribution_accuracy([t.speaker for t in turns], segmentation(turns, revised).labels) * seg.turns
+        )
+        labels = {r.speaker for r in revised if r.speaker is not None}
+        self.speakers_revised.append((len(labels), len({t.speaker for t in turns})))
         if source is not None:
             for r, item in enumerate(received):
                 held = [t for t, h in zip(turns, seg.held_by) if h == r]
@@ -169,6 +179,7 @@ class KindScore:
 
     def row(self, name: str) -> str:
         exact = sum(f == t for f, t in self.speakers)
+        exact_revised = sum(f == t for f, t in self.speakers_revised)
         found = "/".join(str(f) for f, _ in self.speakers)
         latency = "  ".join(
             f"{np.percentile(values, 50):5.0f} {np.percentile(values, 95):5.0f}"
@@ -179,13 +190,22 @@ class KindScore:
         return (
             f"{name:<20}{self.turns:>6}{100 * self.found / self.turns:>8.1f}{self.merged:>7}{self.split:>7}"
             f"   {found + ' of ' + str(self.speakers[0][1]):<16}{exact:>2}/{len(self.speakers):<3}"
-            f"{100 * self.right / self.turns:>7.1f}  {latency}"
+            f"{100 * self.right / self.turns:>7.1f}{100 * self.right_revised / self.turns:>6.1f}"
+            f"{exact_revised:>4}/{len(self.speakers):<3}  {latency}"
         )
+
+
+def with_revisions(results: list) -> list:
+    """The results, each with the speaker the last later result's `speaker_revisions` gave it."""
+    speaker = {r.utterance_id: r.speaker for r in results}
+    for result in results:
+        speaker.update(result.speaker_revisions)
+    return [dataclasses.replace(r, speaker=speaker[r.utterance_id]) for r in results]
 
 
 HEADER = (
     f"{'clip kind':<20}{'turns':>6}{'recall%':>8}{'merged':>7}{'splits':>7}   {'speakers found':<16}"
-    f"{'exact':>6}{'attr%':>7}  {'p50ms':>5} {'p95ms':>5}  {'cut p50':>5} {'p95':>5}"
+    f"{'exact':>6}{'attr%':>7}{'rev%':>6}{'exact':>8}  {'p50ms':>5} {'p95ms':>5}  {'cut p50':>5} {'p95':>5}"
 )
 
 
@@ -276,9 +296,10 @@ def main() -> int:
     total = KindScore()
     for kind, score in scores.items():
         print(score.row(kind))
-        for field in ("turns", "found", "merged", "split", "right"):
+        for field in ("turns", "found", "merged", "split", "right", "right_revised"):
             setattr(total, field, getattr(total, field) + getattr(score, field))
         total.speakers += score.speakers
+        total.speakers_revised += score.speakers_revised
         total.latency_ms += score.latency_ms
         total.latency_cut_ms += score.latency_cut_ms
     print(total.row("all real").replace(" of " + str(total.speakers[0][1]), " (mixed)"))

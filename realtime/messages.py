@@ -1,6 +1,7 @@
-"""The published record of one utterance (`EmotionResult`), its JSON form (schema 2) and its console line.
+"""The published record of one utterance (`EmotionResult`), its JSON form (schema 3) and its console line.
 
-Schema 2 adds `valence`, `arousal` and `by_modality` to schema 1; no field of schema 1 changed."""
+Schema 2 added `valence`, `arousal` and `by_modality` to schema 1; schema 3 adds `speaker_revisions`.
+No earlier field changed."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 from engines.media_format import MODALITIES
 from realtime.affect import valence_arousal
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Status words of a stream (retained on `P/S/status` and `P/S/available`) and of a node.
 ONLINE = "online"
@@ -89,9 +90,12 @@ class EmotionResult:
     when the voice branch ran; `scores` is their fusion."""
     host: str | None = None
     """The cluster host that served the stream (`realtime.cluster`); None outside a cluster."""
+    speaker_revisions: dict[int, str] = field(default_factory=dict)
+    """Earlier utterance id -> its speaker now: the voices heard since regrouped those utterances
+    (`SpeakerAttributor.revisions`). Empty on interim results."""
 
     def to_dict(self) -> dict[str, Any]:
-        """The schema-2 message, keys in the documented order."""
+        """The schema-3 message, keys in the documented order."""
         valence, arousal = valence_arousal(self.scores)
         return {
             "schema": SCHEMA_VERSION,
@@ -111,6 +115,10 @@ class EmotionResult:
             "timings_ms": self.timings_ms.to_dict(),
             "model": self.model,
             "host": self.host,
+            "speaker_revisions": [
+                {"utterance_id": utterance_id, "speaker": speaker}
+                for utterance_id, speaker in sorted(self.speaker_revisions.items())
+            ],
         }
 
     def to_json(self) -> str:

@@ -158,7 +158,7 @@ def test_interim_results_come_before_the_final_and_never_after(tmp_path: Path, m
         i < long_final for i, m in interims if m["utterance_id"] == 1
     )
     first = interims[0][1]
-    assert first["schema"] == 2 and first["text"] and first["emotion"] in first["scores"]
+    assert first["schema"] == 3 and first["text"] and first["emotion"] in first["scores"]
     assert first["start_s"] == finals[0]["start_s"] and first["end_s"] < finals[0]["end_s"]
     words_heard = [len(m["text"].split()) for _, m in interims]
     assert words_heard[0] < len(finals[0]["text"].split())

@@ -1,4 +1,4 @@
-"""The published record: schema-2 JSON keys, types and order, and the console line."""
+"""The published record: schema-3 JSON keys, types and order, and the console line."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ SCHEMA_KEYS = [
     "timings_ms",
     "model",
     "host",
+    "speaker_revisions",
 ]
 TIMING_KEYS = ["vad", "asr", "speaker", "features", "fusion", "segment_to_publish"]
 
@@ -50,8 +51,9 @@ def test_json_has_exactly_the_schema_keys_in_order() -> None:
     message = json.loads(make_result().to_json())
     assert list(message) == SCHEMA_KEYS
     assert list(message["timings_ms"]) == TIMING_KEYS
-    assert message["schema"] == 2
+    assert message["schema"] == 3
     assert message["speaker"] is None
+    assert message["speaker_revisions"] == []
     assert message["host"] is None  # outside a cluster
     assert message["utterance_id"] == 3 and isinstance(message["utterance_id"], int)
     assert message["start_s"] == 1.235 and message["end_s"] == 2.5
@@ -90,3 +92,11 @@ def test_by_modality_and_affect_follow_the_scores() -> None:
     assert message["valence"] < -0.5 and message["arousal"] > 0.5  # anger: unpleasant and aroused
     calm = make_result(scores={"neutral": 1.0}).to_dict()
     assert (calm["valence"], calm["arousal"]) == (0.0, 0.0) and calm["by_modality"] == {}
+
+
+def test_speaker_revisions_are_listed_by_utterance_id() -> None:
+    message = json.loads(make_result(speaker="S1", speaker_revisions={5: "S2", 2: "S3"}).to_json())
+    assert message["speaker_revisions"] == [
+        {"utterance_id": 2, "speaker": "S3"},
+        {"utterance_id": 5, "speaker": "S2"},
+    ]

@@ -32,7 +32,7 @@ needs_chromium = pytest.mark.skipif(
 
 def utterance(n: int, text: str, emotion: str, speaker: str | None = None) -> dict:
     return {
-        "schema": 2,
+        "schema": 3,
         "stream_id": "s",
         "utterance_id": n,
         "start_s": 2.0 * n,
@@ -84,6 +84,20 @@ def test_state_keeps_recent_results_and_counts_malformed() -> None:
     state.take("s", "available", b"maybe")
     assert state.metrics.malformed == 3
     assert state.metrics.messages == 4
+
+
+def test_speaker_revisions_correct_the_kept_lines() -> None:
+    state = OverlayState(history_utterances=10, page_queue_events=4, max_pages=1)
+    for n, speaker in ((1, "S1"), (2, "S2")):
+        state.take("s", "utterance", json.dumps(utterance(n, f"line {n}", "joy", speaker)).encode())
+    third = {
+        **utterance(3, "line 3", "joy", "S2"),
+        "speaker_revisions": [{"utterance_id": 1, "speaker": "S2"}, "bad"],
+    }
+    state.take("s", "utterance", json.dumps(third).encode())
+    kept = state.snapshot()["streams"]["s"]["utterances"]
+    assert [u["speaker"] for u in kept] == ["S2", "S2", "S2"]
+    assert kept[2]["speaker_revisions"] == [{"utterance_id": 1, "speaker": "S2"}], "malformed entries dropped"
 
 
 def test_slow_page_is_dropped_and_extra_pages_refused() -> None:
@@ -238,7 +252,15 @@ def test_standalone_page_in_chromium(mosquitto: Mosquitto, tmp_path: Path) -> No
                     ("available", "online"),
                     ("utterance", utterance(1, "What a lovely garden.", "joy", "A")),
                     ("utterance", utterance(2, "You forgot again.", "anger", "B")),
-                    ("interim", {"utterance_id": 3, "text": "I told", "emotion": "sadness", "speaker": "A"}),
+                    # Later voices showed that line 1 was B's: the page shows the corrected speaker.
+                    (
+                        "utterance",
+                        {
+                            **utterance(3, "Not me.", "neutral", "A"),
+                            "speaker_revisions": [{"utterance_id": 1, "speaker": "B"}],
+                        },
+                    ),
+                    ("interim", {"utterance_id": 4, "text": "I told", "emotion": "sadness", "speaker": "A"}),
                 ],
             )
         )
@@ -260,6 +282,7 @@ def test_standalone_page_in_chromium(mosquitto: Mosquitto, tmp_path: Path) -> No
         ):
             assert text in dom
         assert 'class="line interim"' in dom
+        assert dom.count('class="who">B:</span>') == 2 and dom.count('class="who">A:</span>') == 1
 
         shot = tmp_path / "overlay.png"
         chromium("--window-size=800,400", f"--screenshot={shot}", url)

@@ -52,6 +52,7 @@ SCHEMA_TYPES = {
     "timings_ms": dict,
     "model": str,
     "host": type(None),  # one process: no cluster host
+    "speaker_revisions": list,
 }
 
 WAITING = f"waiting for the shipped causal checkpoint {SHIPPED_CHECKPOINT.relative_to(REPO)}"
@@ -144,7 +145,7 @@ def check_schema(message: dict, stream_id: str) -> None:
     assert list(message) == list(SCHEMA_TYPES)
     for key, kind in SCHEMA_TYPES.items():
         assert isinstance(message[key], kind), (key, message[key])
-    assert message["schema"] == 2 and message["stream_id"] == stream_id
+    assert message["schema"] == 3 and message["stream_id"] == stream_id
     assert 0 <= message["start_s"] < message["end_s"]
     assert set(message["modalities"]) == {"text", "audio", "visual"}
     assert all(isinstance(v, bool) for v in message["modalities"].values()) and message["modalities"]["text"]

@@ -62,7 +62,7 @@ def test_state_smooths_each_speaker_apart() -> None:
     assert s2["emotion"] == "anger" and s2["speaking_s"] == pytest.approx(1.5)
     summary = channel.topics["state"]
     assert summary["speakers"] == {"S1": s1["emotion"], "S2": "anger"}
-    assert summary["last_speaker"] == "S1" and summary["utterances"] == 3 and summary["schema"] == 2
+    assert summary["last_speaker"] == "S1" and summary["utterances"] == 3 and summary["schema"] == 3
     with pytest.raises(ValueError):
         SpeakerStateSink(channel, "room", ema_factor=0.0)
 

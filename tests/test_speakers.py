@@ -16,6 +16,7 @@ from realtime.speakers.attributor import (
     EnrolmentError,
     SpeakerAttributor,
     SpeakerOptions,
+    Voice,
     check_enrolment,
     enrol,
 )
@@ -66,6 +67,19 @@ def test_a_voice_that_leaves_the_window_is_still_recognised() -> None:
         attributor.add(near(voice(1), rng), 2.0)
     assert attributor.metrics.folded == 5
     assert attributor.add(near(voice(0), rng), 2.0).label == first
+
+
+def test_an_utterance_regrouped_by_later_voices_is_revised_once() -> None:
+    rng = np.random.default_rng(4)
+    attributor = SpeakerAttributor(embedder=None)
+    first = attributor.assign(Voice(near(voice(0), rng), 2.0, 0.0), key=1)
+    # Short, between the two voices: with only S1 known it joins S1 ...
+    short = attributor.assign(Voice(0.6 * voice(0) + 0.8 * voice(1), 1.0, 0.0), key=2)
+    assert (first.label, short.label, short.revised) == ("S1", "S1", ())
+    # ... until the other person talks at length: it is theirs, and told so once.
+    turns = [attributor.assign(Voice(near(voice(1), rng), 2.0, 0.0), key=k) for k in (3, 4, 5)]
+    assert [t.label for t in turns] == ["S2", "S2", "S2"]
+    assert [t.revised for t in turns] == [((2, "S2"),), (), ()]
 
 
 @pytest.fixture(scope="module")

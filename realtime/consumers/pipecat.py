@@ -57,7 +57,7 @@ class EmotionFrame(SystemFrame):
     text: str
     """What Whisper heard (this project's transcript, not the pipeline's STT)."""
     message: dict[str, Any] = field(default_factory=dict)
-    """The full schema-2 message, as published on MQTT."""
+    """The full schema-3 message, as published on MQTT."""
 
 
 @dataclass(slots=True)

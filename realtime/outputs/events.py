@@ -80,6 +80,11 @@ class FinalResult(_Recognized):
 
     __slots__ = ()
 
+    @property
+    def speaker_revisions(self) -> dict[int, str]:
+        """Earlier utterance id -> its corrected speaker (a transcript kept by the caller applies them)."""
+        return self.result.speaker_revisions
+
 
 @dataclass(frozen=True, slots=True)
 class SpeakerState:

@@ -64,12 +64,13 @@ class ResultSink(Protocol):
 
 class SpeakerAttribution(Protocol):
     """`realtime.speakers.attributor.SpeakerAttributor`: `embed(samples) -> Voice` (audio only, learns nothing),
-    `assign(voice) -> SpeakerTurn` (label, name, costs); `identify(samples) -> SpeakerTurn | None`
+    `assign(voice, key) -> SpeakerTurn` (label, name, costs, earlier utterances' revised speakers by
+    their `key`, the utterance id); `identify(samples) -> SpeakerTurn | None`
     looks up a known voice without learning from it. Optional `changes(samples) -> list[int]`: where
     the voice changes inside a segment; the segment is split there before Whisper."""
 
     def embed(self, samples: Any) -> Any: ...
-    def assign(self, voice: Any) -> Any: ...
+    def assign(self, voice: Any, key: int) -> Any: ...
     def identify(self, samples: Any) -> Any: ...
 
 
@@ -470,7 +471,10 @@ class Pipeline:
 
     def _recognize(self, segment: SpeechSegment, transcript: Transcript, voice: Any) -> tuple[Any, Any]:
         """On the recognizer's thread: who spoke (it feeds the model's text input), then the emotion."""
-        turn = self._attributor.assign(voice) if self._attributor is not None else None
+        # The emotion worker handles one utterance at a time: the id its result will carry.
+        turn = (
+            self._attributor.assign(voice, self._next_utterance_id) if self._attributor is not None else None
+        )
         utterance = self._make_input(segment, transcript)
         if turn is not None:
             utterance.speaker = turn.label
@@ -499,6 +503,7 @@ class Pipeline:
             speaker=turn.name if turn is not None else None,
             by_modality=dict(getattr(prediction, "by_modality", {})),
             host=self.host,
+            speaker_revisions=dict(getattr(turn, "revised", ())),
         )
 
     async def _transcribe_interim(self, samples: Any) -> Transcript:

@@ -80,6 +80,9 @@ class OverlayState:
         elif kind == "interim":
             stream.interim = event
         else:
+            revised = {r["utterance_id"]: r["speaker"] for r in event["speaker_revisions"]}
+            for utterance in stream.utterances:
+                utterance["speaker"] = revised.get(utterance["utterance_id"], utterance["speaker"])
             stream.utterances.append(event)
             if stream.interim is not None and stream.interim.get("utterance_id", 0) <= event["utterance_id"]:
                 stream.interim = None
@@ -100,7 +103,10 @@ class OverlayState:
             isinstance(message.get("emotion"), str) and isinstance(message.get("utterance_id"), int)
         ):
             return None
-        return {key: message.get(key) for key in _UTTERANCE_KEYS}
+        event = {key: message.get(key) for key in _UTTERANCE_KEYS}
+        if kind == "utterance":
+            event["speaker_revisions"] = _revisions(message.get("speaker_revisions"))
+        return event
 
     def open_page(self) -> PageFeed | None:
         """A feed for a new page, or None when `max_pages` are open (counted)."""
@@ -130,6 +136,19 @@ class OverlayState:
                 logger.warning("overlay: a page fell %d events behind; disconnected it", feed.queue.maxsize)
                 self._pages.discard(feed)
                 feed.closed.set()
+
+
+def _revisions(value: Any) -> list[dict[str, Any]]:
+    """The well-formed `speaker_revisions` entries (schema 3; none in older messages)."""
+    if not isinstance(value, list):
+        return []
+    return [
+        {"utterance_id": r["utterance_id"], "speaker": r["speaker"]}
+        for r in value
+        if isinstance(r, dict)
+        and isinstance(r.get("utterance_id"), int)
+        and isinstance(r.get("speaker"), str)
+    ]
 
 
 def sse_event(kind: str, data: dict[str, Any]) -> str:

@@ -102,6 +102,9 @@
   on("interim", (d) => { stream(d.stream_id).interim = d; });
   on("utterance", (d) => {
     const s = stream(d.stream_id);
+    // Later voices can move earlier lines to another speaker: the server sends each correction once.
+    const revised = new Map((d.speaker_revisions || []).map((r) => [r.utterance_id, r.speaker]));
+    for (const u of s.utterances) if (revised.has(u.utterance_id)) u.speaker = revised.get(u.utterance_id);
     s.utterances.push(d);
     if (s.utterances.length > 500) s.utterances.shift();
     if (s.interim && (s.interim.utterance_id ?? 0) <= d.utterance_id) s.interim = null;
