@@ -317,6 +317,7 @@ class AlternatingSpeakers:
         self.threads: set[str] = set()
         self.calls = 0
         self.embedded: list[int] = []
+        self.keys: list[int] = []
 
     def embed(self, samples: np.ndarray):
         from realtime.speakers.attributor import Voice
@@ -325,14 +326,21 @@ class AlternatingSpeakers:
         self.embedded.append(int(samples[0]))
         return Voice(np.ones(4), len(samples) / 16_000, embed_ms=3.0)
 
-    def assign(self, voice):
+    def assign(self, voice, key):
         from realtime.speakers.attributor import SpeakerTurn
 
         self.threads.add(threading.current_thread().name)
         self.calls += 1
+        self.keys.append(key)
         label = "S1" if self.calls % 2 else "S2"
+        # The third utterance shows the first was S2's after all.
+        revised = ((1, "S2"),) if self.calls == 3 else ()
         return SpeakerTurn(
-            label=label, name="Ana" if label == "S1" else label, embed_ms=voice.embed_ms, cluster_ms=0.5
+            label=label,
+            name="Ana" if label == "S1" else label,
+            embed_ms=voice.embed_ms,
+            cluster_ms=0.5,
+            revised=revised,
         )
 
 
@@ -365,6 +373,8 @@ def test_speaker_reaches_the_model_input_and_the_message() -> None:
     metrics = asyncio.run(pipeline.run())
     assert seen_speakers == ["S1", "S2", "S1", "S2"]
     assert [r.speaker for r in sink.results] == ["Ana", "S2", "Ana", "S2"]
+    assert attributor.keys == [r.utterance_id for r in sink.results] == [1, 2, 3, 4]
+    assert [r.speaker_revisions for r in sink.results] == [{}, {}, {1: "S2"}, {}]
     assert all(r.timings_ms.speaker == pytest.approx(3.5) for r in sink.results)
     assert attributor.threads == session.threads and all(t.startswith("emotion-") for t in attributor.threads)
     assert metrics.speaker.count == 4

@@ -113,7 +113,7 @@ class LengthVoices:
 
         return Voice(np.ones(4), len(samples) / SAMPLE_RATE_HZ, embed_ms=1.0)
 
-    def assign(self, voice):
+    def assign(self, voice, key):
         from realtime.speakers.attributor import SpeakerTurn
 
         self.assigned.append(round(voice.duration_s * SAMPLE_RATE_HZ))
