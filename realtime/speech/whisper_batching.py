@@ -52,15 +52,15 @@ class BatchingOptions:
 
     window_ms: float = 100.0
     """Wait after the first waiting utterance for others to join its batch, only while another stream
-    is in the middle of an utterance; 0: a batch holds only what is already waiting. 8 copies of the
-    demo started together (bench/multistream.py, idle machine): p95 541 / 562 / 636 / 630 / 620 / 625 /
-    613 ms with 100 ms against 615 / 572 / 668 / 652 / 651 / 754 / 707 / 659 / 646 with 30 ms (150 ms:
-    546; 250 ms: 762 / 634); the same started 0.5 s apart: p95 347 / 380 against 305 ms."""
+    is in the middle of an utterance; 0: a batch holds only what is already waiting. 100 ms rather
+    than 30 lowered the p95 of 8 streams speaking together by about 55 ms on average, but streams whose
+    utterances seldom end together only wait longer: lower it for them (docs/benchmarks.md, Whisper
+    options)."""
     max_batch_utterances: int = 8
     """Most utterances in one call; later ones wait for the next batch (in arrival order). 1 serves one
-    by one. Measured here: 8 utterances took 1,194 ms batched, 1,812 ms one by one
-    (bench/asr_batching.py); 8 streams in lockstep gave a similar or better p95 than one by one and
-    a worse p50 (README, bench/multistream.py --max-batch)."""
+    by one. Batched, 8 utterances took about a third less time than one by one; with 8 streams in
+    lockstep that gave a similar or better p95 and a worse p50, so 1 suits where the median matters
+    more than the tail (docs/benchmarks.md, Whisper options)."""
     max_waiting: int = 256
     """Requests held at once (one per stream at most, see the module docstring). Full: the caller's
     ASR thread waits for room, so its stream's segment queue applies its own drop policy; counted
