@@ -254,7 +254,9 @@ def test_context_matches_a_session_fed_the_same_utterances(batch_run: tuple[str,
         pytest.skip(f"checkpoint uses {recognizer.modalities}: not reproducible from the messages alone")
     _, run = batch_run
     session = recognizer.new_session(12)
-    for message in run.utterances():
+    messages = run.utterances()
+    assert messages
+    for message in messages:
         # Without enrolment the published speaker is the label the model saw.
         prediction = session.add(UtteranceInput(text=message["text"], speaker=message["speaker"]))
         assert prediction.scores == pytest.approx(message["by_modality"]["text"], abs=1e-3)

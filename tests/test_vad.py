@@ -63,6 +63,7 @@ def test_one_segment_per_sentence_with_padded_boundaries(segmenter, espeak_wav):
 
 def test_segment_audio_is_the_stream_audio(segmenter, espeak_wav):
     segments = feed(segmenter, espeak_wav.samples, start_s=100.0)
+    assert segments
     for segment in segments:
         first = round((segment.start_s - 100.0) * SAMPLE_RATE_HZ)
         np.testing.assert_array_equal(
