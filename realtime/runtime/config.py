@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -101,12 +102,7 @@ def load_live_config(path: str | Path | None) -> LiveConfig:
     if path is None:
         return LiveConfig()
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"config {path}: cannot read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config {path}: not valid YAML ({_first_line(exc)})") from None
+    data = read_yaml(path, f"config {path}")
     if data is None:
         return LiveConfig()
     if not isinstance(data, dict):
@@ -114,6 +110,16 @@ def load_live_config(path: str | Path | None) -> LiveConfig:
     config = build_dataclass(LiveConfig, data, f"config {path}", ConfigError)
     check_ranges(config, f"config {path}")
     return config
+
+
+def read_yaml(path: Path, where: str) -> Any:
+    """The parsed YAML of a user's file; `ConfigError` starting with `where` if unreadable or invalid."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML ({_first_line(exc)})") from None
 
 
 def check_ranges(config: LiveConfig, where: str) -> None:

@@ -18,10 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from engines.yaml_config import build_dataclass
-from realtime.runtime.config import ConfigError, LiveConfig, check_ranges
+from realtime.runtime.config import ConfigError, LiveConfig, check_ranges, read_yaml
 
 PER_STREAM_SECTIONS = ("capture", "vad", "pipeline")
 """Config sections a stream may override; models, MQTT and batching belong to the process."""
@@ -64,13 +62,7 @@ def specs_from_flags(
 def load_stream_specs(path: str | Path, config: LiveConfig) -> list[StreamSpec]:
     """The streams of a `--streams` file; `ConfigError` naming the file, entry and key when unusable."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"--streams {path}: cannot read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"--streams {path}: not valid YAML ({first})") from None
+    data = read_yaml(path, f"--streams {path}")
     if not isinstance(data, list) or not data:
         raise ConfigError(f"--streams {path}: expected a non-empty list of {{id, source}} mappings")
     specs = [_spec(entry, config, f"--streams {path}: entry {n}") for n, entry in enumerate(data, 1)]
