@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from engines.media_format import SAMPLE_RATE_HZ
+
+_WORD = re.compile(r"\w")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,3 +67,8 @@ class Transcript:
     voice: tuple[float, ...] | None = None
     """Mean and std of the Whisper encoder states over the utterance (engines.voice_emotion), for the
     voice head; None for an utterance transcribed without a short window (over 30 s)."""
+
+    @property
+    def has_words(self) -> bool:
+        """Whisper heard at least one word (punctuation or blanks alone are not published)."""
+        return _WORD.search(self.text) is not None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -23,8 +22,6 @@ from realtime.messages import EmotionResult
 from realtime.metrics import PipelineMetrics
 
 logger = logging.getLogger(__name__)
-
-_SPOKEN = re.compile(r"\w")
 
 
 class OpenUtterance(Protocol):
@@ -110,7 +107,7 @@ class InterimResults:
     async def _run(self, segment: SpeechSegment, generation: int) -> None:
         started = time.perf_counter()
         transcript = await self._transcribe(segment.samples)
-        if not _SPOKEN.search(transcript.text) or generation != self._generation:
+        if not transcript.has_words or generation != self._generation:
             self._metrics.interim_stale += 1
             return
         result = await self._recognize(segment, transcript)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -38,8 +37,6 @@ from realtime.speakers.voice_batch import VoiceBatch
 from realtime.speakers.voice_change import may_split, split_segment
 
 logger = logging.getLogger(__name__)
-
-_SPOKEN = re.compile(r"\w")
 
 
 class Segmenter(Protocol):
@@ -416,7 +413,7 @@ class Pipeline:
     async def _queue_transcribed(self, transcribed: _Transcribed) -> None:
         """Hand a transcribed utterance to the recognizer, unless Whisper heard no words in it."""
         item, transcript, voice = transcribed.segment, transcribed.transcript, transcribed.voice
-        if not _SPOKEN.search(transcript.text):
+        if not transcript.has_words:
             self.metrics.empty_transcripts += 1
             logger.info(
                 "stream %s: segment %.2f-%.2f s has no transcript (%s, no_speech_prob %.2f): not published",
