@@ -255,7 +255,6 @@ def _apply_flags(config, args: argparse.Namespace) -> None:
         config.voice.model_dir = None if args.voice.lower() == "none" else args.voice
     if args.no_realtime:
         config.capture.realtime = False
-        config.pipeline.realtime = False
 
 
 def _open_jsonl(target: str | None, stack: ExitStack) -> TextIO | None:

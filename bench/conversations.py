@@ -109,7 +109,7 @@ async def run_live(
     path: Path, config: LiveConfig, models: dict, realtime: bool
 ) -> tuple[list[Received], _TimedSource]:
     config = copy.deepcopy(config)
-    config.capture.realtime = config.pipeline.realtime = realtime
+    config.capture.realtime = realtime
     source = _TimedSource(FileSource(path, config.capture))
     collector = _Collector()
     attributor = SpeakerAttributor(models["voices"], config.speakers) if config.speakers.enabled else None
@@ -125,6 +125,7 @@ async def run_live(
         options=config.pipeline,
         attributor=attributor,
         interim_sink=_NoInterim(),
+        realtime=realtime,
     )
     try:
         await pipeline.run()

@@ -193,7 +193,7 @@ def bench_live(args) -> None:
         config = LiveConfig()
         config.checkpoint_dir = str(args.checkpoint)
         config.engine.backend = backend
-        config.capture.realtime = config.pipeline.realtime = False
+        config.capture.realtime = False
         report = asyncio.run(run_stream(config, "demo", console=None))
         for stage in ("features", "fusion", "segment_to_publish"):
             s = getattr(report.pipeline, stage).summary()

@@ -168,7 +168,8 @@ async def run_live(spoken: SpokenDialogue, config, transcriber, recognizer, voic
         make_input=collector.make_input,
         sinks=[collector],
         attributor=SpeakerAttributor(voices, config.speakers) if voices else None,
-        options=dataclasses.replace(config.pipeline, realtime=False),
+        options=config.pipeline,
+        realtime=False,
     )
     try:
         await pipeline.run()

@@ -77,7 +77,7 @@ def main() -> int:
     for source in sources:
         for mode in args.modes:
             config = copy.deepcopy(base)
-            config.capture.realtime = config.pipeline.realtime = mode == "realtime"
+            config.capture.realtime = mode == "realtime"
             started = time.perf_counter()
             report = asyncio.run(run_stream(config, source, console=None))
             print_report(source, mode, report, time.perf_counter() - started)

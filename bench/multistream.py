@@ -48,7 +48,7 @@ def worker(n: int, clips: list[str], args: argparse.Namespace) -> dict:
         config.asr.encoder_workers = args.encoder_workers
     if args.greedy_batch is not None:
         config.asr.greedy_batch_utterances = args.greedy_batch
-    config.capture.realtime = config.pipeline.realtime = True
+    config.capture.realtime = True
 
     async def serve() -> tuple[list, list[float], int, int]:
         async with Runtime(config, node_id="bench") as runtime:

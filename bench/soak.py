@@ -98,7 +98,7 @@ async def soak(args: argparse.Namespace) -> dict:
     from realtime.sources.file import FileSource
 
     config = load_live_config(args.config)
-    config.capture.realtime = config.pipeline.realtime = True
+    config.capture.realtime = True
     config.mqtt.stats_interval_s = 60.0
     rows: list[dict] = []
     async with Runtime(config, node_id="soak-node") as runtime:

@@ -71,7 +71,7 @@ async def run(recognizer: LiveRecognizer, frames: list[Frame]) -> list[Frame]:
 def config() -> LiveConfig:
     config = LiveConfig()
     # The frames come faster than real time here: wait for Whisper rather than drop an utterance.
-    config.pipeline.realtime = False
+    config.capture.realtime = False
     return config
 
 

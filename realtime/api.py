@@ -167,7 +167,7 @@ class LiveRecognizer:
         config = self.config
         if realtime is not None:
             config = copy.deepcopy(config)
-            config.capture.realtime = config.pipeline.realtime = realtime
+            config.capture.realtime = realtime
         events, task = await self._add(source, stream_id or default_stream_id(source), config)
         try:
             async for event in events:

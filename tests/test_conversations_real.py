@@ -57,7 +57,7 @@ def models() -> dict:
 def run_live(conversation: RealConversation, models: dict) -> list:
     """The live loop over the conversation's file, `--no-realtime` (paced by the loop, nothing dropped)."""
     from realtime.runtime.models import utterance_input
-    from realtime.session.pipeline import Pipeline, PipelineOptions
+    from realtime.session.pipeline import Pipeline
     from realtime.sources.file import FileSource
     from realtime.speakers.attributor import SpeakerAttributor
     from realtime.speech.vad import VadSegmenter
@@ -75,7 +75,7 @@ def run_live(conversation: RealConversation, models: dict) -> list:
         session=models["recognizer"].new_session(config.pipeline.max_context_utterances),
         make_input=utterance_input,
         sinks=[collector],
-        options=PipelineOptions(realtime=False),
+        realtime=False,
         attributor=SpeakerAttributor(models["voices"], config.speakers),
     )
     try:

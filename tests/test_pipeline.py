@@ -139,6 +139,7 @@ def build(
     asr: ScriptedAsr,
     n: int = 10,
     segmenter: EveryNChunks | None = None,
+    realtime: bool = True,
     **options: object,
 ) -> tuple[Pipeline, ListSink, RecordingSession]:
     sink, session = ListSink(), RecordingSession()
@@ -152,6 +153,7 @@ def build(
         make_input=make_input,
         sinks=[sink],
         options=PipelineOptions(**options),
+        realtime=realtime,
     )
     return pipeline, sink, session
 
@@ -289,7 +291,7 @@ def test_real_vad_and_whisper_frames_in_events_out(espeak_wav: SpeechAudio) -> N
         session=session,
         make_input=make_input,
         sinks=[sink],
-        options=PipelineOptions(realtime=False),
+        realtime=False,
     )
     metrics = asyncio.run(pipeline.run())
 
@@ -367,7 +369,7 @@ def test_speaker_reaches_the_model_input_and_the_message() -> None:
         session=session,
         make_input=make_speaker_input,
         sinks=[sink],
-        options=PipelineOptions(realtime=False),
+        realtime=False,
         attributor=attributor,
     )
     metrics = asyncio.run(pipeline.run())
@@ -412,7 +414,7 @@ def test_the_voice_is_embedded_while_whisper_transcribes() -> None:
         session=RecordingSession(),
         make_input=lambda s, t: Input(make_input(s, t)),
         sinks=[sink],
-        options=PipelineOptions(realtime=False),
+        realtime=False,
         attributor=attributor,
     )
     asyncio.run(pipeline.run())
@@ -474,7 +476,7 @@ def test_another_streams_final_work_holds_interim_results_back() -> None:
             session=session,
             make_input=make_input,
             sinks=[ListSink()],
-            options=PipelineOptions(realtime=True),
+            realtime=True,
             interim_sink=sink,
             final_work=shared,
         )

@@ -120,7 +120,7 @@ def three_streams() -> dict:
 
     async def scenario() -> list:
         config = harness_config()
-        config.pipeline.realtime = False
+        config.capture.realtime = False
         models = Models(asr, recognizer)
         async with Runtime(
             config,
@@ -308,7 +308,7 @@ def test_speakers_of_several_streams_are_embedded_on_the_recognizer_thread() -> 
 
     async def scenario() -> list:
         config = harness_config()
-        config.pipeline.realtime = False
+        config.capture.realtime = False
         async with Runtime(
             config,
             jsonl=jsonl,

@@ -55,7 +55,8 @@ def run(samples: np.ndarray, asr, attributor=None, **options):
         session=RecordingSession(),
         make_input=lambda segment, transcript: Input(make_input(segment, transcript)),
         sinks=[sink],
-        options=PipelineOptions(realtime=False, **options),
+        options=PipelineOptions(**options),
+        realtime=False,
         attributor=attributor,
     )
     return asyncio.run(pipeline.run()), sink.results
@@ -197,7 +198,8 @@ def test_another_voice_taking_over_cuts_the_open_utterance_before_it_ends(whispe
         session=RecordingSession(),
         make_input=lambda segment, transcript: Input(make_input(segment, transcript)),
         sinks=[sink],
-        options=PipelineOptions(realtime=True, interim=False),
+        options=PipelineOptions(interim=False),
+        realtime=True,
         attributor=SpeakerAttributor(load_voice_encoder(), SpeakerOptions()),
     )
     metrics = asyncio.run(pipeline.run())

@@ -226,6 +226,7 @@ class Runtime:
             voices=self._voices,
             host=self.host,
             first_utterance_id=first_utterance_id,
+            realtime=config.capture.realtime,
         )
         assert self._publisher is not None
         stats = StreamStats(stream_id, pipeline.metrics, channel.delivery, self._publisher.metrics)

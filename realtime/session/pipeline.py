@@ -82,8 +82,6 @@ class PipelineOptions:
     utterance_queue_size: int = 8
     """Transcribed utterances awaiting the recognizer. Full: Whisper waits (backpressure); the
     recognizer is several times faster than Whisper, so this only fills if the recognizer stalls."""
-    realtime: bool = True
-    """Live or paced input: a full segment queue drops the oldest segment instead of pausing capture."""
     interim: bool = True
     """Publish provisional results of an utterance still being spoken (realtime input only)."""
     interim_after_s: float = 2.0
@@ -147,9 +145,12 @@ class Pipeline:
         voices: VoiceBatch | None = None,
         host: str | None = None,
         first_utterance_id: int = 1,
+        realtime: bool = True,
     ) -> None:
         """`make_input(segment, transcript)` builds the recognizer's input (`engines.stream.UtteranceInput`);
         with an `attributor`, its `speaker` is set to the utterance's speaker label before recognition.
+        `realtime`: live or paced input (`capture.realtime`, off with `--no-realtime`): a full segment
+        queue drops the oldest segment instead of pausing capture, and the turn's work may start early.
         With an `interim_sink` (and `options.interim`, realtime input), the segmenter must also offer
         `speaking_since_s`, `pausing` and `open_samples()`, and the session `preview(utterance)`.
 
@@ -164,6 +165,7 @@ class Pipeline:
         self.stream_id = stream_id
         self.model_id = model_id
         self.options = options or PipelineOptions()
+        self.realtime = realtime
         self.metrics = PipelineMetrics()
         self._source = source
         self._segmenter = segmenter
@@ -173,7 +175,7 @@ class Pipeline:
         self._sinks = sinks
         self._attributor = attributor
         self._interim: InterimResults | None = None
-        if interim_sink is not None and self.options.interim and self.options.realtime:
+        if interim_sink is not None and self.options.interim and self.realtime:
             self._interim = InterimResults(
                 segmenter=segmenter,  # type: ignore[arg-type]
                 sink=interim_sink,
@@ -193,7 +195,7 @@ class Pipeline:
                 self._on_emotion_thread,
                 self.metrics,
                 below=below,
-                wait_for_search=not self.options.realtime,
+                wait_for_search=not self.realtime,
             )
         self._turn_end: TurnEnd | None = None
         if self.options.speculate and hasattr(segmenter, "end_at_pause"):
@@ -203,8 +205,8 @@ class Pipeline:
                 self.metrics,
                 start_after_ms=self.options.speculate_after_ms,
                 sentence_end_ms=self.options.sentence_end_ms,
-                wait_for_preparation=not self.options.realtime,
-                idle=self._whisper_idle if self.options.realtime else lambda: True,
+                wait_for_preparation=not self.realtime,
+                idle=self._whisper_idle if self.realtime else lambda: True,
             )
         self._segments: asyncio.Queue[SpeechSegment | object] = asyncio.Queue(self.options.segment_queue_size)
         self._utterances: asyncio.Queue[_Transcribed | object] = asyncio.Queue(
@@ -343,7 +345,7 @@ class Pipeline:
         self.metrics.segments += 1
         self.metrics.forced_splits += segment.forced_split
         self.metrics.forced_splits_without_pause += segment.forced_without_pause
-        if self.options.realtime and self._segments.full():
+        if self.realtime and self._segments.full():
             dropped = self._segments.get_nowait()
             self.metrics.segments_dropped += 1
             if isinstance(dropped, SpeechSegment):

@@ -38,8 +38,9 @@ class CaptureOptions:
     """How sources decode, pace and shrink what they capture."""
 
     realtime: bool = True
-    """Pace file replay at wall-clock speed, as a live stream would arrive; False decodes as fast as
-    the consumer reads."""
+    """Live input, or a file paced at wall-clock speed as a live stream would arrive: a stream that
+    falls behind drops its oldest waiting utterance rather than stall capture. False (`--no-realtime`):
+    files decode as fast as the consumer reads and nothing is dropped (the pipeline waits for Whisper)."""
     audio_chunk_ms: int = 32
     """Audio chunk length; 32 ms is Silero VAD's native 512-sample frame."""
     video_fps: float = 15.0
