@@ -37,12 +37,18 @@ class FileSource:
     """A media file (wav, flac, mp3, mp4, mkv, avi, webm...) decoded with PyAV, audio and video interleaved
     in stream-time order."""
 
-    start_s: float = 0.0
+    start_s: float
     """Stream time before which nothing is delivered (a stream resumed on another cluster host)."""
 
-    def __init__(self, path: str | Path, options: CaptureOptions | None = None, start_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        options: CaptureOptions | None = None,
+        start_s: float = 0.0,
+        probe: bool = True,
+    ) -> None:
         """`start_s`: skip what comes before (a stream resumed on another cluster host); stream times
-        stay the file's."""
+        stay the file's. `probe`: open the file now (`open`); a network feed opens when it streams."""
         self.path = Path(path)
         self.start_s = start_s
         self.name = str(path)
@@ -50,7 +56,8 @@ class FileSource:
         self.has_audio = False
         self.has_video = False
         self.duration_s: float | None = None
-        self.open()
+        if probe:
+            self.open()
 
     def open(self) -> None:
         """Probe the file now, so a bad path fails before the loop starts (MediaError)."""

@@ -35,11 +35,9 @@ class _UrlFeed(FileSource):
     """One connection: `FileSource`'s decoder on a URL, with network timeouts and no pacing."""
 
     def __init__(self, url: str, options: CaptureOptions) -> None:
-        self.url = url
-        self.path = url  # type: ignore[assignment]
-        self.name = url
         # The network delivers at its own pace; waiting again would double the delay.
-        self.options = dataclasses.replace(options, realtime=False)
+        super().__init__(url, dataclasses.replace(options, realtime=False), probe=False)
+        self.url = url  # `path` would fold the `//` of `rtsp://host`
 
     def _open_container(self) -> InputContainer:
         import av
