@@ -85,3 +85,29 @@ def test_without_cluster_ray_is_never_imported():
     root = Path(__file__).resolve().parent.parent
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_a_host_reports_a_stream_ended_once_the_broker_acknowledged_its_results(monkeypatch) -> None:
+    """The supervisor freezes a stream's counts when its host says it ended: a PUBACK still on its way
+    must not be left out (it was: `1 of 9 results not acknowledged` under load)."""
+    from types import SimpleNamespace
+
+    from realtime.cluster import host as host_module
+    from realtime.outputs.mqtt.publisher import DeliveryStats
+    from realtime.runtime.runtime import StreamProgress
+
+    delivery = DeliveryStats(produced=9, acknowledged=8)
+    report = SimpleNamespace(delivery=delivery, error=None)
+    host = host_module.StreamHost(LiveConfig(), "h0", cpus=1)
+    host.runtime = SimpleNamespace(progress=lambda: {"s": StreamProgress(10, 12.0, 12.5, report)})
+    host.specs["s"] = StreamSpec("talk.mp4", "s", LiveConfig())
+    assert not host.status()["s"].ended
+    delivery.acknowledged = 9
+    status = host.status()["s"]
+    assert status.ended and (status.produced, status.acknowledged) == (9, 9)
+    # A broker that stays away cannot hold the report back for ever.
+    delivery.acknowledged = 8
+    host._ended_at.clear()
+    monkeypatch.setattr(host_module, "ACK_GRACE_S", 0.0)
+    host.status()
+    assert host.status()["s"].ended

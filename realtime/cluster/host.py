@@ -8,6 +8,7 @@ import asyncio
 import copy
 import logging
 import os
+import time
 from dataclasses import dataclass
 
 from realtime.cluster.resume import ResumeTap, read_resume
@@ -20,6 +21,10 @@ logger = logging.getLogger(__name__)
 
 HAND_OVER_WITHIN_S = 15.0
 """A drained stream leaves at its next pause; a speaker who never pauses is cut after this long."""
+
+ACK_GRACE_S = 5.0
+"""A stream whose last results still await the broker's PUBACK is reported ended this long after its
+end at the latest: the report's counts are final, and a broker that is away cannot hold it forever."""
 
 USER_ERRORS = ("MediaError", "DeviceError", "MqttSettingError")
 """Errors of a stream's own spec (an unreadable file, a taken id): the stream ends, the host goes on."""
@@ -51,6 +56,7 @@ class StreamHost:
         self.config.asr.encoder_workers = max(1, min(config.asr.encoder_workers, cpus))
         self.runtime: Runtime | None = None
         self.specs: dict[str, StreamSpec] = {}
+        self._ended_at: dict[str, float] = {}
 
     async def start(self) -> str:
         """Connect to the broker and load the models (seconds); the supervisor places streams after."""
@@ -101,17 +107,28 @@ class StreamHost:
         for stream_id, progress in self.runtime.progress().items():
             report = progress.report
             delivery = report.delivery if report is not None else None
+            ended = self._acknowledged(stream_id, report)
             out[stream_id] = StreamStatus(
                 self.specs[stream_id] if with_specs else None,
                 progress.next_utterance_id,
                 progress.published_until_s,
                 progress.heard_s,
-                report is not None,
+                ended,
                 delivery.produced if delivery else 0,
                 delivery.acknowledged if delivery else 0,
-                str(report.error) if report is not None and report.error is not None else None,
+                str(report.error) if ended and report.error is not None else None,
             )
         return out
+
+    def _acknowledged(self, stream_id: str, report) -> bool:
+        """The stream ended and the broker acknowledged what it produced (or `ACK_GRACE_S` passed)."""
+        if report is None:
+            return False
+        delivery = report.delivery
+        if delivery.acknowledged + delivery.dropped >= delivery.produced:
+            return True
+        ended_at = self._ended_at.setdefault(stream_id, time.monotonic())
+        return time.monotonic() - ended_at > ACK_GRACE_S
 
     async def release(self, stream_id: str) -> None:
         """Stop one stream at its next pause (what it heard is published) without marking it `offline`:
