@@ -107,7 +107,7 @@ class StreamHost:
         for stream_id, progress in self.runtime.progress().items():
             report = progress.report
             delivery = report.delivery if report is not None else None
-            ended = self._acknowledged(stream_id, report)
+            ended = self._ended(stream_id, report)
             out[stream_id] = StreamStatus(
                 self.specs[stream_id] if with_specs else None,
                 progress.next_utterance_id,
@@ -120,7 +120,7 @@ class StreamHost:
             )
         return out
 
-    def _acknowledged(self, stream_id: str, report) -> bool:
+    def _ended(self, stream_id: str, report) -> bool:
         """The stream ended and the broker acknowledged what it produced (or `ACK_GRACE_S` passed)."""
         if report is None:
             return False

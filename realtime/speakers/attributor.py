@@ -117,6 +117,11 @@ class _Speaker:
     """Sum of unit embeddings of enrolment audio and of folded utterances."""
     fixed_count: int = 0
 
+    @property
+    def shown(self) -> str:
+        """What messages call this speaker: the enrolled name, else the label."""
+        return self.name or self.label or ""
+
 
 @dataclass(slots=True)
 class _Item:
@@ -216,7 +221,7 @@ class SpeakerAttributor:
         speaker = self.add(voice.vector, voice.duration_s, key)
         return SpeakerTurn(
             label=speaker.label or "",
-            name=speaker.name or speaker.label or "",
+            name=speaker.shown,
             embed_ms=voice.embed_ms,
             cluster_ms=(time.perf_counter() - started) * 1000,
             revised=tuple(self.revisions()),
@@ -233,7 +238,7 @@ class SpeakerAttributor:
             return None
         return SpeakerTurn(
             best.label,
-            best.name or best.label,
+            best.shown,
             (embedded - started) * 1000,
             (time.perf_counter() - embedded) * 1000,
         )
@@ -249,20 +254,20 @@ class SpeakerAttributor:
         speaker = item.speaker
         assert speaker is not None
         self._label(speaker)
-        item.told = speaker.name or speaker.label
+        item.told = speaker.shown
         return speaker
 
     def revisions(self) -> list[tuple[int, str]]:
         """(key, name) of the keyed utterances still re-clustered whose speaker is no longer the one
-        last told, each told once. Published labels are a first guess on a few seconds of voice;
-        the whole conversation groups voices better (RAVDESS actors 13-16, true turns: 71 -> 79 %
-        for four people), so consumers that keep a transcript can correct it."""
+        last told, each told once. Published labels are a first guess on a few seconds of voice; the
+        conversation heard since groups voices better (docs/speakers.md), so consumers that keep a
+        transcript can correct it."""
         changed = []
         for item in self._history:
-            if item.key is None or item.told is None or item.speaker is None:
+            if item.key is None or item.speaker is None:
                 continue
             self._label(item.speaker)
-            name = item.speaker.name or item.speaker.label
+            name = item.speaker.shown
             if name != item.told:
                 changed.append((item.key, name))
                 item.told = name
@@ -283,7 +288,7 @@ class SpeakerAttributor:
     @property
     def names(self) -> set[str]:
         """What messages call the speakers alive now (enrolled name or label)."""
-        return {s.name or s.label for s in self._speakers if s.label is not None}
+        return {s.shown for s in self._speakers if s.label is not None}
 
     def _fold(self, item: _Item) -> None:
         self.metrics.folded += 1
